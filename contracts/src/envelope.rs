@@ -23,6 +23,15 @@ pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
 pub const HEADER_OCCURRED_AT: &str = "x-occurred-at";
 /// Header: the payload's schema version.
 pub const HEADER_SCHEMA_VERSION: &str = "x-schema-version";
+/// Header: which delivery attempt this is (absent means 1). Set by the consumer runner when it
+/// schedules a retry.
+pub const HEADER_ATTEMPT: &str = "x-attempt";
+/// Header: why the previous attempt failed (on retried messages).
+pub const HEADER_LAST_ERROR: &str = "x-last-error";
+/// Header: why a message was dead-lettered (on messages in a `.dlq` queue).
+pub const HEADER_DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
+/// Header: the queue a dead-lettered or retried message came from.
+pub const HEADER_ORIGINAL_QUEUE: &str = "x-original-queue";
 
 /// A message with its metadata.
 ///

@@ -2,7 +2,7 @@
 //! properties, a pinned golden payload, and rejection of invalid input.
 
 // Test helpers outside `#[test]` functions may unwrap: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use contracts::envelope::{WireMessage, format_occurred_at};
 use contracts::*;

@@ -5,7 +5,7 @@
 //! The test reads the workspace's README and ARCHITECTURE, so it is left out of the published
 //! package (`exclude` in Cargo.toml).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! quiescence no order is stuck, no stock and no money leaks.
 
 // Test helpers outside `#[test]` functions may unwrap: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -2,7 +2,7 @@
 //! validation (against an independent oracle and against injected defects) and diagram export.
 
 // Test helpers outside `#[test]` functions may unwrap: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;

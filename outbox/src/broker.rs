@@ -1,0 +1,98 @@
+//! Connecting to RabbitMQ, and backing off while it is away.
+
+use std::time::Duration;
+
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+
+use crate::topology::Topology;
+
+/// Where the broker is and what topology to declare there. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    url: String,
+    topology: Topology,
+}
+
+impl Broker {
+    /// A broker at `url` (`amqp://user:pass@host:5672/vhost`) with the given topology.
+    pub fn new(url: impl Into<String>, topology: Topology) -> Broker {
+        Broker {
+            url: url.into(),
+            topology,
+        }
+    }
+
+    /// The topology this broker is used with.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Opens a connection named `name` (visible in `rabbitmqctl list_connections client_properties`),
+    /// declares the whole topology on it, and returns it.
+    pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(name.to_owned().into());
+        let connection = Connection::connect(&self.url, properties).await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        // The declaring channel is not needed any more; a failure to close it is harmless.
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(connection)
+    }
+
+    /// A channel in publisher-confirm mode on `connection`.
+    pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(channel)
+    }
+
+    /// Checks that the broker accepts a connection (for readiness probes).
+    pub async fn check(&self) -> Result<(), lapin::Error> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        connection.close(200, "readiness check".into()).await
+    }
+}
+
+/// Exponential backoff between reconnection attempts: 100 ms doubling to `max`, with jitter so
+/// that replicas do not reconnect in lockstep.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at 100 ms, never waits longer than `max`.
+    pub fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: Duration::from_millis(100),
+            max,
+        }
+    }
+
+    /// Back to the shortest delay, after a success.
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+
+    /// Sleeps for the next delay, or until `shutdown`; returns `false` if shutdown came first.
+    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let jitter = Duration::from_nanos(u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.subsec_nanos() % 100_000_000)
+                .unwrap_or(0),
+        ));
+        let delay = self.next + jitter.min(self.next / 2);
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = shutdown.cancelled() => false,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Writing messages into the outbox — the only way a service publishes.
+
+use std::sync::Arc;
+
+use contracts::{Envelope, Message, MessageId};
+use sea_orm::{ActiveValue, ConnectionTrait, DbErr, EntityTrait};
+use tokio::sync::Notify;
+
+use crate::entity::outbox_message;
+
+/// Why a message could not be enqueued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The database refused the row (the caller's transaction should roll back).
+    #[error("could not write to the outbox: {0}")]
+    Database(#[from] DbErr),
+    /// The message could not be serialised (a bug in a message type).
+    #[error("could not serialise the message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Wakes the relay at once when a transaction that enqueued messages has committed, instead of
+/// leaving the rows for its slow safety-net poll.
+///
+/// Signal *after* commit (a signal before it would wake the relay to find nothing). Cloning
+/// shares the signal; a wake with no relay waiting is remembered until one waits.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    /// A new signal, to share between the code that commits and the relay.
+    pub fn new() -> OutboxSignal {
+        OutboxSignal::default()
+    }
+
+    /// Tells the relay that committed rows are waiting.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// Writes `envelope` into the outbox inside the caller's transaction: published if and only if
+/// that transaction commits.
+pub async fn enqueue<C: ConnectionTrait>(db: &C, envelope: &Envelope) -> Result<(), DbErr> {
+    enqueue_all(db, std::slice::from_ref(envelope)).await
+}
+
+/// Writes several envelopes in one statement; they are published in this order.
+pub async fn enqueue_all<C: ConnectionTrait>(db: &C, envelopes: &[Envelope]) -> Result<(), DbErr> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let rows = envelopes
+        .iter()
+        .map(|envelope| outbox_message::ActiveModel {
+            id: ActiveValue::Set(envelope.message_id.as_uuid()),
+            seq: ActiveValue::NotSet,
+            message_type: ActiveValue::Set(envelope.message_type.name().to_owned()),
+            payload: ActiveValue::Set(envelope.payload.clone()),
+            correlation_id: ActiveValue::Set(envelope.correlation_id.as_uuid()),
+            causation_id: ActiveValue::Set(envelope.causation_id.map(|id| id.as_uuid())),
+            headers: ActiveValue::Set(
+                serde_json::json!({ "schema_version": envelope.schema_version }),
+            ),
+            occurred_at: ActiveValue::Set(envelope.occurred_at),
+            processed_at: ActiveValue::Set(None),
+            attempts: ActiveValue::Set(0),
+            last_error: ActiveValue::Set(None),
+            next_attempt_at: ActiveValue::Set(None),
+        });
+    outbox_message::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Wraps `message` in a new envelope caused by `causation_id` and enqueues it; returns its id.
+pub async fn enqueue_message<C: ConnectionTrait, M: Message>(
+    db: &C,
+    message: &M,
+    causation_id: Option<MessageId>,
+) -> Result<MessageId, EnqueueError> {
+    let envelope = Envelope::new(message, causation_id)?;
+    enqueue(db, &envelope).await?;
+    Ok(envelope.message_id)
+}

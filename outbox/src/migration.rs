@@ -1,0 +1,127 @@
+//! The outbox's and inbox's tables, as `sea-orm-migration` migrations that every service lists in
+//! its own migrator, and [`migrate`], which applies a migrator safely when replicas start at once.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm_migration::prelude::*;
+
+/// Creates `outbox_messages`.
+///
+/// The partial index on `seq` holds only unprocessed rows, so claiming "unprocessed, oldest
+/// first" stays an index range scan however many processed rows retention has yet to delete.
+pub struct CreateOutboxMessages;
+
+impl MigrationName for CreateOutboxMessages {
+    fn name(&self) -> &str {
+        "m20261124_000001_create_outbox_messages"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOutboxMessages {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE outbox_messages (
+                    id uuid PRIMARY KEY,
+                    seq bigint GENERATED ALWAYS AS IDENTITY,
+                    type text NOT NULL,
+                    payload jsonb NOT NULL,
+                    correlation_id uuid NOT NULL,
+                    causation_id uuid,
+                    headers jsonb NOT NULL DEFAULT '{}',
+                    occurred_at timestamptz NOT NULL,
+                    processed_at timestamptz,
+                    attempts integer NOT NULL DEFAULT 0,
+                    last_error text,
+                    next_attempt_at timestamptz
+                );
+                CREATE INDEX outbox_messages_unprocessed
+                    ON outbox_messages (seq) WHERE processed_at IS NULL;
+                CREATE INDEX outbox_messages_processed_at
+                    ON outbox_messages (processed_at) WHERE processed_at IS NOT NULL;
+                CREATE INDEX outbox_messages_correlation ON outbox_messages (correlation_id);",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE outbox_messages")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Creates `processed_messages`, the inbox.
+pub struct CreateProcessedMessages;
+
+impl MigrationName for CreateProcessedMessages {
+    fn name(&self) -> &str {
+        "m20261124_000002_create_processed_messages"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateProcessedMessages {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE processed_messages (
+                    consumer text NOT NULL,
+                    message_id uuid NOT NULL,
+                    type text NOT NULL,
+                    correlation_id uuid NOT NULL,
+                    processed_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (consumer, message_id)
+                );
+                CREATE INDEX processed_messages_processed_at ON processed_messages (processed_at);",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE processed_messages")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The outbox's and inbox's migrations, for a service's `MigratorTrait::migrations`.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(CreateOutboxMessages),
+        Box::new(CreateProcessedMessages),
+    ]
+}
+
+/// A migrator holding only the outbox and inbox tables (tests, and services that need nothing
+/// else in their database).
+pub struct OutboxMigrator;
+
+impl MigratorTrait for OutboxMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        migrations()
+    }
+}
+
+/// Applies every pending migration of `M` in one transaction, under a transaction-scoped
+/// advisory lock, so that replicas starting together apply each migration exactly once (the
+/// others wait, then find nothing pending). PostgreSQL's DDL is transactional, so a failed
+/// migration leaves nothing half-applied.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
+    // Any constant works as long as every service uses the same one for its own database.
+    const MIGRATION_LOCK: i64 = 0x5A6A_0001;
+    let transaction = db.begin().await?;
+    transaction
+        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    M::up(&transaction, None).await?;
+    transaction.commit().await
+}

@@ -1,0 +1,503 @@
+//! The outbox's delivery guarantees, against the real PostgreSQL and RabbitMQ: each test has a
+//! database and a vhost of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Behaviour, Fixture, Recorder, eventually};
+use contracts::envelope::HEADER_DEAD_LETTER_REASON;
+use contracts::{CommitStock, OrderId};
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use outbox::{Broker, ConsumerConfig, PublisherConfig, wire};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, TransactionTrait};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// 1. A rolled-back transaction publishes nothing; a committed one is published and consumed once.
+#[tokio::test]
+async fn only_committed_messages_are_published_and_each_is_consumed_once() {
+    let fixture = Fixture::new().await;
+    fixture.publisher(PublisherConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+
+    let rolled_back = OrderId::generate();
+    let transaction = fixture.db.begin().await.unwrap();
+    outbox::enqueue_message(
+        &transaction,
+        &CommitStock {
+            order_id: rolled_back,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    transaction.rollback().await.unwrap();
+    fixture.signal.wake();
+
+    let committed = OrderId::generate();
+    fixture.enqueue_commit(committed).await;
+
+    eventually("the committed message is handled", PATIENCE, || async {
+        fixture.handled_count().await == 1
+    })
+    .await;
+    // Give a wrongly published message every chance to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let orders = fixture
+        .count(&format!(
+            "SELECT count(*) FROM handled WHERE order_id = '{}'",
+            committed.as_uuid()
+        ))
+        .await;
+    assert_eq!((fixture.handled_count().await, orders), (1, 1));
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM outbox_messages").await,
+        1
+    );
+    assert_eq!(fixture.unprocessed_count().await, 0);
+    assert_eq!((consumed.handled(), consumed.duplicate()), (1, 0));
+}
+
+/// 2. The relay dies after publishing and before marking: the message is published again, and the
+/// consumer's effect still happens once.
+#[tokio::test]
+async fn a_relay_crash_between_publish_and_mark_republishes_and_the_effect_happens_once() {
+    let fixture = Fixture::new().await;
+    let order_id = OrderId::generate();
+    let transaction = fixture.db.begin().await.unwrap();
+    outbox::enqueue_message(&transaction, &CommitStock { order_id }, None)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+
+    // What a relay does up to its crash: publish the row, then die before marking it.
+    let connection = fixture.broker.connect("doomed relay").await.unwrap();
+    let channel = Broker::confirm_channel(&connection).await.unwrap();
+    let row = outbox::entity::outbox_message::Entity::find()
+        .one(&fixture.db)
+        .await
+        .unwrap()
+        .unwrap();
+    publish(
+        &channel,
+        contracts::EXCHANGE,
+        &row.message_type,
+        wire::outgoing(&row).properties,
+        &wire::outgoing(&row).body,
+    )
+    .await;
+    drop(connection);
+    assert_eq!(fixture.unprocessed_count().await, 1);
+
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let published = fixture.publisher(PublisherConfig::default());
+    eventually("both copies are consumed", PATIENCE, || async {
+        consumed.handled() + consumed.duplicate() == 2
+    })
+    .await;
+    assert_eq!(
+        published.published(),
+        1,
+        "the restarted relay republished the row"
+    );
+    assert_eq!((consumed.handled(), consumed.duplicate()), (1, 1));
+    assert_eq!(fixture.handled_count().await, 1);
+    assert_eq!(fixture.unprocessed_count().await, 0);
+}
+
+/// 3. Two relays on one table: every message published once, both relays working, no duplicates.
+#[tokio::test]
+async fn two_relays_share_one_outbox_without_blocking_or_duplicating() {
+    let fixture = Fixture::new().await;
+    let total = 2_000;
+    let transaction = fixture.db.begin().await.unwrap();
+    for _ in 0..total {
+        outbox::enqueue_message(
+            &transaction,
+            &CommitStock {
+                order_id: OrderId::generate(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    transaction.commit().await.unwrap();
+
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let small_batches = PublisherConfig {
+        batch_size: 20,
+        ..PublisherConfig::default()
+    };
+    let first = fixture.publisher(small_batches.clone());
+    let second = fixture.publisher(small_batches);
+    eventually("every message is consumed", PATIENCE, || async {
+        consumed.handled() == total
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(first.published() + second.published(), total);
+    assert!(
+        first.published() > 0 && second.published() > 0,
+        "both relays worked"
+    );
+    assert_eq!(consumed.duplicate(), 0, "no duplicates in the normal path");
+    assert_eq!(fixture.handled_count().await, i64::try_from(total).unwrap());
+    assert_eq!(fixture.unprocessed_count().await, 0);
+}
+
+/// 4. The broker closes every connection mid-stream: relay and consumer reconnect, the backlog
+/// drains, nothing is lost and nothing is handled twice.
+#[tokio::test]
+async fn a_broker_cut_mid_stream_loses_nothing() {
+    let fixture = Fixture::new().await;
+    let published = fixture.publisher(PublisherConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let total: i64 = 3_000;
+    for batch in 0..30 {
+        let transaction = fixture.db.begin().await.unwrap();
+        for _ in 0..100 {
+            outbox::enqueue_message(
+                &transaction,
+                &CommitStock {
+                    order_id: OrderId::generate(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        transaction.commit().await.unwrap();
+        fixture.signal.wake();
+        if batch == 10 {
+            eventually("some messages are consumed", PATIENCE, || async {
+                consumed.handled() >= 500
+            })
+            .await;
+            assert!(
+                fixture.vhost.close_connections() >= 2,
+                "relay and consumer connections were cut"
+            );
+        }
+    }
+    eventually(
+        "every message is handled",
+        Duration::from_secs(60),
+        || async { fixture.handled_count().await == total },
+    )
+    .await;
+    eventually("the outbox is drained", PATIENCE, || async {
+        fixture.unprocessed_count().await == 0
+    })
+    .await;
+    let distinct = fixture
+        .count("SELECT count(DISTINCT message_id) FROM handled")
+        .await;
+    assert_eq!(
+        distinct, total,
+        "each message's effect happened exactly once"
+    );
+    assert!(published.published() >= 3_000);
+}
+
+/// 5. Malformed JSON, an unknown type, missing fields and missing headers go to the DLQ with a
+/// reason; the next valid message is still processed.
+#[tokio::test]
+async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_consumer_goes_on() {
+    let fixture = Fixture::new().await;
+    let connection = fixture.broker.connect("test producer").await.unwrap();
+    let channel = Broker::confirm_channel(&connection).await.unwrap();
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let queue = "inventory-svc.CommitStock";
+    let order = OrderId::generate().to_string();
+    let properties = |message_type: &str| {
+        BasicProperties::default()
+            .with_message_id(uuid::Uuid::now_v7().to_string().into())
+            .with_type(message_type.into())
+            .with_correlation_id(order.as_str().into())
+    };
+    let cases: [(BasicProperties, Vec<u8>, &str); 5] = [
+        (
+            properties("CommitStock"),
+            b"{not json".to_vec(),
+            "invalid CommitStock payload: key must be a string",
+        ),
+        (
+            properties("LaunchRocket"),
+            b"{}".to_vec(),
+            "unknown message type \"LaunchRocket\"",
+        ),
+        (
+            properties("CommitStock"),
+            b"{}".to_vec(),
+            "missing field `order_id`",
+        ),
+        (
+            BasicProperties::default(),
+            b"{}".to_vec(),
+            "missing header `message_id`",
+        ),
+        (
+            properties("CommitStock"),
+            vec![b'x'; 10 * 1024 * 1024],
+            "invalid CommitStock payload",
+        ),
+    ];
+    for (properties, body, _) in &cases {
+        publish(&channel, "", queue, properties.clone(), body).await;
+    }
+    let valid = format!(r#"{{"order_id":"{order}"}}"#);
+    publish(
+        &channel,
+        "",
+        queue,
+        properties("CommitStock"),
+        valid.as_bytes(),
+    )
+    .await;
+
+    eventually("the valid message is handled", PATIENCE, || async {
+        consumed.handled() == 1
+    })
+    .await;
+    eventually("the malformed ones are dead-lettered", PATIENCE, || async {
+        consumed.dead_lettered() == 5
+    })
+    .await;
+    let reasons = dead_letter_reasons(&channel, queue, cases.len()).await;
+    for ((_, _, expected), reason) in cases.iter().zip(&reasons) {
+        assert!(reason.contains(expected), "{reason:?} lacks {expected:?}");
+    }
+}
+
+/// 6. A handler failing transiently succeeds on a later attempt; one that always fails lands in
+/// the DLQ after the maximum number of attempts.
+#[tokio::test]
+async fn transient_failures_are_retried_and_permanent_ones_end_in_the_dlq() {
+    let config = ConsumerConfig {
+        max_attempts: 3,
+        ..ConsumerConfig::default()
+    };
+    let cases = [
+        (Behaviour::FailTimes(2), (1, 2, 0), None),
+        (
+            Behaviour::AlwaysFail,
+            (0, 2, 1),
+            Some("gave up after 3 attempts: planned failure"),
+        ),
+        (Behaviour::Reject, (0, 0, 1), Some("planned rejection")),
+    ];
+    for (behaviour, (handled, retried, dead_lettered), reason) in cases {
+        let fixture = Fixture::new().await;
+        fixture.publisher(PublisherConfig::default());
+        let consumed = fixture.consumer(Recorder::new(behaviour), config.clone());
+        fixture.enqueue_commit(OrderId::generate()).await;
+        eventually("the message is settled", PATIENCE, || async {
+            consumed.handled() + consumed.dead_lettered() == 1
+        })
+        .await;
+        let outcome = (
+            consumed.handled(),
+            consumed.retried(),
+            consumed.dead_lettered(),
+        );
+        assert_eq!(outcome, (handled, retried, dead_lettered), "{behaviour:?}");
+        assert_eq!(
+            fixture.handled_count().await,
+            i64::try_from(handled).unwrap()
+        );
+        if let Some(expected) = reason {
+            let connection = fixture.broker.connect("test reader").await.unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            let reasons = dead_letter_reasons(&channel, "inventory-svc.CommitStock", 1).await;
+            assert!(
+                reasons[0].contains(expected),
+                "{:?} lacks {expected:?}",
+                reasons[0]
+            );
+        }
+    }
+}
+
+/// 7. Messages of one order are published and handled in the order they were enqueued, across
+/// batches and lanes.
+#[tokio::test]
+async fn per_order_order_is_preserved_across_batches() {
+    let fixture = Fixture::new().await;
+    let orders: Vec<OrderId> = (0..10).map(|_| OrderId::generate()).collect();
+    let mut enqueued = Vec::new();
+    for round in 0..20 {
+        let transaction = fixture.db.begin().await.unwrap();
+        for (index, &order_id) in orders.iter().enumerate() {
+            // Interleave orders differently in each transaction.
+            if (round + index) % 3 == 0 {
+                continue;
+            }
+            let id = outbox::enqueue_message(&transaction, &CommitStock { order_id }, None)
+                .await
+                .unwrap();
+            enqueued.push((order_id, id));
+        }
+        transaction.commit().await.unwrap();
+    }
+    fixture.consumer(
+        Recorder::new(Behaviour::Succeed),
+        ConsumerConfig {
+            lanes: 4,
+            max_batch: 7,
+            ..ConsumerConfig::default()
+        },
+    );
+    fixture.publisher(PublisherConfig {
+        batch_size: 16,
+        ..PublisherConfig::default()
+    });
+    let total = i64::try_from(enqueued.len()).unwrap();
+    eventually("everything is handled", PATIENCE, || async {
+        fixture.handled_count().await == total
+    })
+    .await;
+    for order_id in orders {
+        let expected: Vec<uuid::Uuid> = enqueued
+            .iter()
+            .filter(|(order, _)| *order == order_id)
+            .map(|(_, id)| id.as_uuid())
+            .collect();
+        let rows = fixture
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT message_id FROM handled WHERE order_id = $1 ORDER BY seq",
+                [order_id.as_uuid().into()],
+            ))
+            .await
+            .unwrap();
+        let handled: Vec<uuid::Uuid> = rows
+            .iter()
+            .map(|row| row.try_get_by_index(0).unwrap())
+            .collect();
+        assert_eq!(handled, expected, "order {order_id}");
+    }
+}
+
+/// Retention deletes processed outbox rows and inbox records past their age, and nothing else.
+#[tokio::test]
+async fn retention_deletes_only_old_processed_rows() {
+    let fixture = Fixture::new().await;
+    for _ in 0..5 {
+        fixture.enqueue_commit(OrderId::generate()).await;
+    }
+    fixture
+        .db
+        .execute_unprepared(
+            "UPDATE outbox_messages SET processed_at = now() - interval '8 days'
+             WHERE id IN (SELECT id FROM outbox_messages ORDER BY seq LIMIT 3);
+             INSERT INTO processed_messages (consumer, message_id, type, correlation_id, processed_at)
+             SELECT 'q', gen_random_uuid(), 'CommitStock', gen_random_uuid(), now() - interval '8 days'
+             FROM generate_series(1, 2500);
+             INSERT INTO processed_messages (consumer, message_id, type, correlation_id)
+             VALUES ('q', gen_random_uuid(), 'CommitStock', gen_random_uuid());",
+        )
+        .await
+        .unwrap();
+    let purged = outbox::purge(&fixture.db, &outbox::RetentionConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        outbox::Purged {
+            outbox: 3,
+            inbox: 2_500
+        }
+    );
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM outbox_messages").await,
+        2,
+        "unprocessed rows stay"
+    );
+    assert_eq!(
+        fixture
+            .count("SELECT count(*) FROM processed_messages")
+            .await,
+        1
+    );
+}
+
+/// Replicas starting together apply the migrations once, without failing.
+#[tokio::test]
+async fn concurrent_migrations_apply_once() {
+    let database = testkit::TestDatabase::create().await;
+    let (first, second) = (database.connect().await, database.connect().await);
+    let (a, b) = tokio::join!(
+        outbox::migrate::<outbox::OutboxMigrator>(&first),
+        outbox::migrate::<outbox::OutboxMigrator>(&second)
+    );
+    a.unwrap();
+    b.unwrap();
+    let applied = first
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(applied, 2);
+}
+
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    properties: BasicProperties,
+    body: &[u8],
+) {
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirmation.is_ack());
+}
+
+async fn dead_letter_reasons(channel: &Channel, queue: &str, count: usize) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for _ in 0..count {
+        let message = channel
+            .basic_get(
+                outbox::dead_letter_queue(queue).as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+            .expect("a dead letter");
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_else(FieldTable::default);
+        let reason = match headers.inner().get(HEADER_DEAD_LETTER_REASON) {
+            Some(AMQPValue::LongString(text)) => {
+                String::from_utf8_lossy(text.as_bytes()).into_owned()
+            }
+            other => panic!("no reason header: {other:?}"),
+        };
+        reasons.push(reason);
+    }
+    reasons
+}
