@@ -93,7 +93,7 @@ pub use consumer::{
     Processor, Received, StatelessHandler, TransactionalProcessor, Verdict,
 };
 pub use enqueue::{EnqueueError, OutboxSignal, enqueue, enqueue_all, enqueue_message};
-pub use migration::{OutboxMigrator, migrate};
+pub use migration::{OutboxMigrator, PoolOptions, connect, migrate};
 pub use publisher::{OutboxPublisher, PublisherConfig};
 pub use retention::{Purged, RetentionConfig, purge, run_retention};
 pub use stats::{ConsumerStats, PublisherStats};

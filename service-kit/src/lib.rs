@@ -1,0 +1,78 @@
+//! What every service of the order system shares at its edge.
+//!
+//! * [`config`]: environment variables, every error naming the variable;
+//! * [`telemetry`]: `tracing` set up from `RUST_LOG` and `LOG_FORMAT` (text or JSON lines);
+//! * [`problem`]: RFC 9457 problem details, the one error body of every service;
+//! * [`extract`]: `ApiJson`, `ApiPath`, `ApiQuery` extractors that reject with problems, and the
+//!   404/405 fallbacks;
+//! * [`http`]: body limit, metrics and logging middleware, serving with graceful shutdown;
+//! * [`health`]: `/health/live` and `/health/ready` with named, concurrent, timed checks;
+//! * [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`.
+//!
+//! The crate knows nothing of databases or brokers: services bring those in as readiness checks
+//! and handlers.
+//!
+//! # Wiring a service
+//!
+//! ```
+//! use axum::Router;
+//! use axum::http::StatusCode;
+//! use axum::routing::post;
+//! use serde::{Deserialize, Serialize};
+//! use service_kit::extract::ApiJson;
+//! use service_kit::health::{Readiness, health_router};
+//! use service_kit::http::{DEFAULT_BODY_LIMIT_BYTES, with_edge_layers};
+//! use service_kit::metrics_endpoint::metrics_router;
+//! use service_kit::problem::Problem;
+//!
+//! #[derive(Deserialize)]
+//! struct PlaceOrder {
+//!     quantity: u32,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct OrderPlaced {
+//!     quantity: u32,
+//! }
+//!
+//! async fn place_order(
+//!     ApiJson(request): ApiJson<PlaceOrder>,
+//! ) -> Result<(StatusCode, ApiJson<OrderPlaced>), Problem> {
+//!     if request.quantity > 100 {
+//!         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Too many")
+//!             .with_field_error("quantity", "at most 100"));
+//!     }
+//!     Ok((StatusCode::CREATED, ApiJson(OrderPlaced { quantity: request.quantity })))
+//! }
+//!
+//! fn router() -> Result<Router, anyhow::Error> {
+//!     let readiness = Readiness::new().with_check("database", || async {
+//!         // A real service pings its pool here.
+//!         Ok(())
+//!     });
+//!     let routes = Router::new()
+//!         .route("/orders", post(place_order))
+//!         .merge(health_router(readiness))
+//!         .merge(metrics_router()?);
+//!     // Last, so the layers and fallbacks cover every route above.
+//!     Ok(with_edge_layers(routes, DEFAULT_BODY_LIMIT_BYTES))
+//! }
+//!
+//! # fn main() -> Result<(), anyhow::Error> {
+//! service_kit::telemetry::init("order-svc")?;
+//! let router = router()?;
+//! // In `main`: bind `config::socket_addr("HTTP_ADDR", "0.0.0.0:8080")?`, then
+//! // `http::serve(listener, router, http::shutdown_token()?).await?`.
+//! # drop(router);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod extract;
+pub mod health;
+pub mod http;
+pub mod metrics_endpoint;
+pub mod problem;
+pub mod telemetry;
