@@ -83,6 +83,7 @@ pub mod entity;
 pub mod migration;
 pub mod publisher;
 pub mod retention;
+pub mod runtime;
 pub mod stats;
 pub mod topology;
 pub mod wire;

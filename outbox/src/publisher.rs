@@ -163,7 +163,15 @@ where
             tokio::select! {
                 () = self.signal.woken() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    // Publish what the last committed transactions left before stopping.
+                    while let Ok(claimed) = self.relay_batch(&channel).await {
+                        if claimed < self.config.batch_size {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
             }
         }
     }

@@ -27,8 +27,54 @@ pub struct Outgoing {
 
 /// The AMQP form of an outbox row.
 pub fn outgoing(row: &outbox_message::Model) -> Outgoing {
+    let schema_version = row
+        .headers
+        .get("schema_version")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(i64::from(SCHEMA_VERSION));
+    let metadata = Metadata {
+        message_id: row.id,
+        message_type: &row.message_type,
+        correlation_id: row.correlation_id,
+        causation_id: row.causation_id,
+        occurred_at: row.occurred_at,
+        schema_version,
+    };
+    // A jsonb value always serialises.
+    build(
+        metadata,
+        serde_json::to_vec(&row.payload).unwrap_or_default(),
+    )
+}
+
+/// The AMQP form of an envelope (for tools and tests that publish without an outbox).
+pub fn outgoing_envelope(envelope: &Envelope) -> Outgoing {
+    let metadata = Metadata {
+        message_id: envelope.message_id.as_uuid(),
+        message_type: envelope.message_type.name(),
+        correlation_id: envelope.correlation_id.as_uuid(),
+        causation_id: envelope.causation_id.map(|id| id.as_uuid()),
+        occurred_at: envelope.occurred_at,
+        schema_version: i64::from(envelope.schema_version),
+    };
+    build(
+        metadata,
+        serde_json::to_vec(&envelope.payload).unwrap_or_default(),
+    )
+}
+
+struct Metadata<'a> {
+    message_id: uuid::Uuid,
+    message_type: &'a str,
+    correlation_id: uuid::Uuid,
+    causation_id: Option<uuid::Uuid>,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    schema_version: i64,
+}
+
+fn build(metadata: Metadata<'_>, body: Vec<u8>) -> Outgoing {
     let mut headers = FieldTable::default();
-    if let Some(causation_id) = row.causation_id {
+    if let Some(causation_id) = metadata.causation_id {
         headers.insert(
             HEADER_CAUSATION_ID.into(),
             long_string(&causation_id.to_string()),
@@ -36,30 +82,24 @@ pub fn outgoing(row: &outbox_message::Model) -> Outgoing {
     }
     headers.insert(
         HEADER_OCCURRED_AT.into(),
-        long_string(&format_occurred_at(row.occurred_at)),
+        long_string(&format_occurred_at(metadata.occurred_at)),
     );
-    let schema_version = row
-        .headers
-        .get("schema_version")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(i64::from(SCHEMA_VERSION));
     headers.insert(
         HEADER_SCHEMA_VERSION.into(),
-        AMQPValue::LongLongInt(schema_version),
+        AMQPValue::LongLongInt(metadata.schema_version),
     );
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type(CONTENT_TYPE.into())
-        .with_message_id(row.id.to_string().into())
-        .with_type(short_string(&row.message_type))
-        .with_correlation_id(row.correlation_id.to_string().into())
-        .with_timestamp(u64::try_from(row.occurred_at.timestamp()).unwrap_or(0))
+        .with_message_id(metadata.message_id.to_string().into())
+        .with_type(short_string(metadata.message_type))
+        .with_correlation_id(metadata.correlation_id.to_string().into())
+        .with_timestamp(u64::try_from(metadata.occurred_at.timestamp()).unwrap_or(0))
         .with_headers(headers);
     Outgoing {
-        routing_key: row.message_type.clone(),
+        routing_key: metadata.message_type.to_owned(),
         properties,
-        // A jsonb value always serialises.
-        body: serde_json::to_vec(&row.payload).unwrap_or_default(),
+        body,
     }
 }
 

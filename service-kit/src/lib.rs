@@ -70,6 +70,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod entrypoint;
 pub mod extract;
 pub mod health;
 pub mod http;

@@ -10,6 +10,8 @@
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod bus;
+
 use std::process::Command;
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};

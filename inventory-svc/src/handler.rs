@@ -1,0 +1,101 @@
+//! Inventory's reactions to the messages it consumes.
+
+use contracts::{AnyMessage, Envelope, StockCommitted, StockFailed, StockReleased, StockReserved};
+use outbox::{Handler, HandlerError, enqueue_message};
+use sea_orm::DatabaseTransaction;
+use tracing::info;
+
+use crate::store::{self, CommitOutcome, ReleaseOutcome, ReserveOutcome};
+
+/// Handles `OrderCreated`, `CommitStock` and `ReleaseStock` inside the consumer's transaction,
+/// publishing the answer through the outbox in the same transaction.
+pub struct InventoryHandler;
+
+impl Handler for InventoryHandler {
+    async fn handle(
+        &self,
+        transaction: &DatabaseTransaction,
+        envelope: &Envelope<AnyMessage>,
+    ) -> Result<(), HandlerError> {
+        let cause = Some(envelope.message_id);
+        match &envelope.payload {
+            AnyMessage::OrderCreated(order) => match store::reserve(transaction, order).await? {
+                ReserveOutcome::Reserved => {
+                    info!(total = %order.total, "stock reserved");
+                    let reserved = StockReserved {
+                        order_id: order.order_id,
+                        customer_id: order.customer_id,
+                        total: order.total,
+                    };
+                    enqueue_message(transaction, &reserved, cause).await?;
+                }
+                ReserveOutcome::Failed(reason) => {
+                    info!(%reason, "stock not reserved");
+                    enqueue_message(
+                        transaction,
+                        &StockFailed {
+                            order_id: order.order_id,
+                            reason,
+                        },
+                        cause,
+                    )
+                    .await?;
+                }
+                ReserveOutcome::AlreadyDecided(status) => {
+                    info!(
+                        status = status.name(),
+                        "reservation already decided; nothing to do"
+                    );
+                }
+            },
+            AnyMessage::CommitStock(command) => {
+                match store::commit(transaction, command.order_id).await? {
+                    CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {
+                        enqueue_message(
+                            transaction,
+                            &StockCommitted {
+                                order_id: command.order_id,
+                            },
+                            cause,
+                        )
+                        .await?;
+                    }
+                    CommitOutcome::NothingHeld(status) => {
+                        return Err(HandlerError::Rejected(format!(
+                            "cannot commit stock for order {}: the reservation is {}",
+                            command.order_id,
+                            status.map_or("absent", |status| status.name())
+                        )));
+                    }
+                }
+            }
+            AnyMessage::ReleaseStock(command) => {
+                match store::release(transaction, command.order_id, &command.reason).await? {
+                    ReleaseOutcome::Released | ReleaseOutcome::NothingHeld => {
+                        enqueue_message(
+                            transaction,
+                            &StockReleased {
+                                order_id: command.order_id,
+                            },
+                            cause,
+                        )
+                        .await?;
+                    }
+                    ReleaseOutcome::AlreadyCommitted => {
+                        return Err(HandlerError::Rejected(format!(
+                            "cannot release stock for order {}: it was committed",
+                            command.order_id
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(HandlerError::Rejected(format!(
+                    "inventory-svc does not handle {}",
+                    other.message_type()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

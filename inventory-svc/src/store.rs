@@ -1,0 +1,312 @@
+//! Stock in the database. Every function runs inside the caller's transaction; row locks are
+//! always taken in product-id order, so concurrent reservations cannot deadlock each other.
+
+use std::collections::HashMap;
+
+use contracts::{OrderCreated, OrderId};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionSession, TransactionTrait,
+};
+
+use crate::entity::{product, reservation, reservation_line};
+use crate::stock::{ReservationStatus, shortfalls};
+
+/// What a reservation request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Every line is held.
+    Reserved,
+    /// Nothing is held; why, for people.
+    Failed(String),
+    /// Inventory had already decided for this order (a redelivery, or a tombstone left by a
+    /// release that came first): nothing changes and nothing is published.
+    AlreadyDecided(ReservationStatus),
+}
+
+/// What a commit request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The held units are sold now.
+    Committed,
+    /// They were sold already.
+    AlreadyCommitted,
+    /// There is nothing held to commit (the saga never asks for this).
+    NothingHeld(Option<ReservationStatus>),
+}
+
+/// What a release request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The held units are available again.
+    Released,
+    /// Nothing was held (released before, failed, or never heard of: a tombstone now).
+    NothingHeld,
+    /// The units were sold; a release cannot take them back (the saga never asks for this).
+    AlreadyCommitted,
+}
+
+async fn status_of<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    lock: bool,
+) -> Result<Option<ReservationStatus>, DbErr> {
+    let mut query = reservation::Entity::find_by_id(order_id.as_uuid());
+    if lock {
+        query = query.lock_exclusive();
+    }
+    Ok(query
+        .one(db)
+        .await?
+        .and_then(|row| ReservationStatus::from_name(&row.status)))
+}
+
+async fn insert_reservation<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    status: ReservationStatus,
+    reason: Option<String>,
+) -> Result<(), DbErr> {
+    let now = contracts::envelope::now();
+    reservation::Entity::insert(reservation::ActiveModel {
+        order_id: ActiveValue::Set(order_id.as_uuid()),
+        status: ActiveValue::Set(status.name().to_owned()),
+        reason: ActiveValue::Set(reason),
+        created_at: ActiveValue::Set(now),
+        updated_at: ActiveValue::Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+async fn set_status<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    status: ReservationStatus,
+    reason: Option<&str>,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE reservations SET status = $2, reason = COALESCE($3, reason), updated_at = now() WHERE order_id = $1",
+        [order_id.as_uuid().into(), status.name().into(), reason.map(str::to_owned).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Holds every line of `order`, or none. Never oversells: each line is taken with a
+/// conditional update (`available >= quantity`) under the product's row lock.
+pub async fn reserve<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    order: &OrderCreated,
+) -> Result<ReserveOutcome, DbErr> {
+    if let Some(status) = status_of(db, order.order_id, true).await? {
+        return Ok(ReserveOutcome::AlreadyDecided(status));
+    }
+    let mut lines: Vec<(String, i64)> = order
+        .items
+        .iter()
+        .map(|line| {
+            (
+                line.product_id.as_str().to_owned(),
+                i64::from(line.quantity.get()),
+            )
+        })
+        .collect();
+    lines.sort();
+
+    let attempt = db.begin().await?;
+    let mut all_held = true;
+    for (product_id, quantity) in &lines {
+        let taken = attempt
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE products SET available = available - $2, reserved = reserved + $2, updated_at = now()
+                 WHERE product_id = $1 AND available >= $2",
+                [product_id.as_str().into(), (*quantity).into()],
+            ))
+            .await?;
+        if taken.rows_affected() != 1 {
+            all_held = false;
+            break;
+        }
+    }
+    if !all_held {
+        attempt.rollback().await?;
+        let reason = shortfalls(&lines, &available_of(db, &lines).await?).join("; ");
+        insert_reservation(
+            db,
+            order.order_id,
+            ReservationStatus::Failed,
+            Some(reason.clone()),
+        )
+        .await?;
+        return Ok(ReserveOutcome::Failed(reason));
+    }
+    attempt.commit().await?;
+
+    insert_reservation(db, order.order_id, ReservationStatus::Held, None).await?;
+    let rows = lines
+        .iter()
+        .map(|(product_id, quantity)| reservation_line::ActiveModel {
+            order_id: ActiveValue::Set(order.order_id.as_uuid()),
+            product_id: ActiveValue::Set(product_id.clone()),
+            quantity: ActiveValue::Set(*quantity),
+        });
+    reservation_line::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(ReserveOutcome::Reserved)
+}
+
+async fn available_of<C: ConnectionTrait>(
+    db: &C,
+    lines: &[(String, i64)],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|(product_id, _)| product_id.as_str())
+        .collect();
+    Ok(product::Entity::find()
+        .filter(product::Column::ProductId.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| (row.product_id, row.available))
+        .collect())
+}
+
+async fn lines_of<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Vec<reservation_line::Model>, DbErr> {
+    reservation_line::Entity::find()
+        .filter(reservation_line::Column::OrderId.eq(order_id.as_uuid()))
+        .order_by_asc(reservation_line::Column::ProductId)
+        .all(db)
+        .await
+}
+
+/// Moves the units held for the order from `reserved` to `committed`.
+pub async fn commit<C: ConnectionTrait>(db: &C, order_id: OrderId) -> Result<CommitOutcome, DbErr> {
+    match status_of(db, order_id, true).await? {
+        Some(ReservationStatus::Held) => {}
+        Some(ReservationStatus::Committed) => return Ok(CommitOutcome::AlreadyCommitted),
+        other => return Ok(CommitOutcome::NothingHeld(other)),
+    }
+    for line in lines_of(db, order_id).await? {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE products SET reserved = reserved - $2, committed = committed + $2, updated_at = now()
+             WHERE product_id = $1",
+            [line.product_id.into(), line.quantity.into()],
+        ))
+        .await?;
+    }
+    set_status(db, order_id, ReservationStatus::Committed, None).await?;
+    Ok(CommitOutcome::Committed)
+}
+
+/// Gives the units held for the order back; leaves a tombstone when it held nothing yet.
+pub async fn release<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    reason: &str,
+) -> Result<ReleaseOutcome, DbErr> {
+    match status_of(db, order_id, true).await? {
+        Some(ReservationStatus::Held) => {}
+        Some(ReservationStatus::Committed) => return Ok(ReleaseOutcome::AlreadyCommitted),
+        Some(ReservationStatus::Released | ReservationStatus::Failed) => {
+            return Ok(ReleaseOutcome::NothingHeld);
+        }
+        None => {
+            insert_reservation(
+                db,
+                order_id,
+                ReservationStatus::Released,
+                Some(reason.to_owned()),
+            )
+            .await?;
+            return Ok(ReleaseOutcome::NothingHeld);
+        }
+    }
+    for line in lines_of(db, order_id).await? {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE products SET reserved = reserved - $2, available = available + $2, updated_at = now()
+             WHERE product_id = $1",
+            [line.product_id.into(), line.quantity.into()],
+        ))
+        .await?;
+    }
+    set_status(db, order_id, ReservationStatus::Released, Some(reason)).await?;
+    Ok(ReleaseOutcome::Released)
+}
+
+/// One product's stock.
+pub async fn product<C: ConnectionTrait>(
+    db: &C,
+    product_id: &str,
+) -> Result<Option<product::Model>, DbErr> {
+    product::Entity::find_by_id(product_id.to_owned())
+        .one(db)
+        .await
+}
+
+/// Products in id order, at most `limit`, after `after` when given.
+pub async fn products<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+    after: Option<&str>,
+) -> Result<Vec<product::Model>, DbErr> {
+    let mut query = product::Entity::find()
+        .order_by_asc(product::Column::ProductId)
+        .limit(limit);
+    if let Some(after) = after {
+        query = query.filter(product::Column::ProductId.gt(after));
+    }
+    query.all(db).await
+}
+
+/// Sets a product's available units, creating the product if needed; `true` if created.
+pub async fn set_available<C: ConnectionTrait>(
+    db: &C,
+    product_id: &str,
+    available: i64,
+) -> Result<(product::Model, bool), DbErr> {
+    let existed = product(db, product_id).await?.is_some();
+    product::Entity::insert(product::ActiveModel {
+        product_id: ActiveValue::Set(product_id.to_owned()),
+        available: ActiveValue::Set(available),
+        reserved: ActiveValue::NotSet,
+        committed: ActiveValue::NotSet,
+        updated_at: ActiveValue::Set(contracts::envelope::now()),
+    })
+    .on_conflict(
+        OnConflict::column(product::Column::ProductId)
+            .update_columns([product::Column::Available, product::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    let stored = product(db, product_id).await?.ok_or_else(|| {
+        DbErr::RecordNotFound(format!("product {product_id} vanished after upsert"))
+    })?;
+    Ok((stored, !existed))
+}
+
+/// An order's reservation and its lines.
+pub async fn reservation<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>, DbErr> {
+    let Some(found) = reservation::Entity::find_by_id(order_id.as_uuid())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((found, lines_of(db, order_id).await?)))
+}

@@ -1,0 +1,215 @@
+//! What every service does at start and at stop around its messaging: connect to the database
+//! and the broker (retrying while they are away, within a bound), migrate, run the relay,
+//! the consumers, retention and other background loops, and stop them in the right order.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::broker::{Backoff, Broker};
+use crate::migration::{PoolOptions, connect, migrate};
+use crate::topology::Topology;
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database URL cannot be used at all (not a PostgreSQL URL).
+    #[error("DATABASE_URL is invalid: {0}")]
+    InvalidDatabaseUrl(String),
+    /// The database stayed unreachable for the whole startup timeout.
+    #[error("the database was unreachable for {waited:?}: {cause}")]
+    DatabaseUnreachable {
+        /// How long the service tried.
+        waited: Duration,
+        /// The last error.
+        cause: String,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(DbErr),
+    /// The broker URL cannot be used at all.
+    #[error("AMQP_URL is invalid: {0}")]
+    InvalidBrokerUrl(String),
+    /// The broker stayed unreachable (or refused the topology) for the whole startup timeout.
+    #[error("the broker was unreachable for {waited:?}: {cause}")]
+    BrokerUnreachable {
+        /// How long the service tried.
+        waited: Duration,
+        /// The last error.
+        cause: String,
+    },
+    /// Shutdown was requested while starting.
+    #[error("shutdown requested during start-up")]
+    Cancelled,
+}
+
+/// Retries `attempt` with backoff until it succeeds, `timeout` passes (`Err` with the last
+/// error) or `shutdown` is cancelled (`Ok(None)`).
+async fn retry_until<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Result<Option<T>, (Duration, E)>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) => error,
+        };
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err((waited, error));
+        }
+        warn!(%error, waited_ms = waited.as_millis() as u64, "{what} is not reachable yet; retrying");
+        if !backoff.wait(shutdown).await {
+            return Ok(None);
+        }
+    }
+}
+
+/// Connects to PostgreSQL (retrying up to `timeout`) and applies the migrations of `M`.
+pub async fn connect_database<M: MigratorTrait>(
+    database_url: &str,
+    pool: &PoolOptions,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<DatabaseConnection, StartupError> {
+    if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        return Err(StartupError::InvalidDatabaseUrl(
+            "expected postgres://user:password@host:port/database".into(),
+        ));
+    }
+    let db = match retry_until("the database", timeout, shutdown, || {
+        connect(database_url, pool)
+    })
+    .await
+    {
+        Ok(Some(db)) => db,
+        Ok(None) => return Err(StartupError::Cancelled),
+        Err((waited, cause)) => {
+            return Err(StartupError::DatabaseUnreachable {
+                waited,
+                cause: cause.to_string(),
+            });
+        }
+    };
+    migrate::<M>(&db).await.map_err(StartupError::Migration)?;
+    info!("database connected and migrated");
+    Ok(db)
+}
+
+/// Connects to the broker (retrying up to `timeout`) and declares the topology.
+pub async fn connect_broker(
+    amqp_url: &str,
+    topology: Topology,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Broker, StartupError> {
+    if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        return Err(StartupError::InvalidBrokerUrl(
+            "expected amqp://user:password@host:port/vhost".into(),
+        ));
+    }
+    let broker = Broker::new(amqp_url, topology);
+    let declared = retry_until("the broker", timeout, shutdown, || async {
+        let connection = broker.connect("startup").await?;
+        connection.close(200, "topology declared".into()).await
+    })
+    .await;
+    match declared {
+        Ok(Some(())) => {
+            info!("broker connected and topology declared");
+            Ok(broker)
+        }
+        Ok(None) => Err(StartupError::Cancelled),
+        Err((waited, cause)) => Err(StartupError::BrokerUnreachable {
+            waited,
+            cause: cause.to_string(),
+        }),
+    }
+}
+
+/// Readiness of the database: a round trip.
+pub async fn check_database(db: &DatabaseConnection) -> Result<(), String> {
+    db.ping().await.map_err(|error| error.to_string())
+}
+
+/// Readiness of the broker: a connection.
+pub async fn check_broker(broker: &Broker) -> Result<(), String> {
+    broker.check().await.map_err(|error| error.to_string())
+}
+
+/// The background tasks of a service, stopped in two phases: first everything that *produces*
+/// outbox rows (consumers, sweepers), then the relay, which drains what they committed.
+pub struct BackgroundTasks {
+    producers: JoinSet<()>,
+    producers_stop: CancellationToken,
+    relays: JoinSet<()>,
+    relays_stop: CancellationToken,
+}
+
+impl Default for BackgroundTasks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BackgroundTasks {
+    /// No tasks yet.
+    pub fn new() -> Self {
+        BackgroundTasks {
+            producers: JoinSet::new(),
+            producers_stop: CancellationToken::new(),
+            relays: JoinSet::new(),
+            relays_stop: CancellationToken::new(),
+        }
+    }
+
+    /// Spawns a task that may write outbox rows (a consumer runner, a sweeper, retention); it
+    /// receives the token that stops it.
+    pub fn spawn_producer<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.producers.spawn(task(self.producers_stop.clone()));
+    }
+
+    /// Spawns a relay; it is stopped after every producer has stopped.
+    pub fn spawn_relay<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.relays.spawn(task(self.relays_stop.clone()));
+    }
+
+    /// Stops the producers, waits for them (each finishes its batch in flight), then stops the
+    /// relays, which publish what the last batches committed before they exit.
+    pub async fn shutdown(mut self) {
+        self.producers_stop.cancel();
+        while let Some(ended) = self.producers.join_next().await {
+            if let Err(cause) = ended {
+                warn!(%cause, "a background task ended abnormally");
+            }
+        }
+        self.relays_stop.cancel();
+        while let Some(ended) = self.relays.join_next().await {
+            if let Err(cause) = ended {
+                warn!(%cause, "a relay ended abnormally");
+            }
+        }
+    }
+}

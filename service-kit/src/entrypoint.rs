@@ -1,0 +1,122 @@
+//! The parts of a service's start that are the same everywhere: the thin `main`, the error of
+//! `run`, and the assembly of the HTTP router around the service's own API.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::ConfigError;
+use crate::extract::ApiJson;
+use crate::health::{Readiness, health_router};
+use crate::http::{DEFAULT_BODY_LIMIT_BYTES, with_edge_layers};
+use crate::metrics_endpoint::{MetricsError, metrics_router};
+
+/// The path of the OpenAPI document every service serves.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Why a service stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database or the broker could not be reached or prepared.
+    #[error("start-up failed: {0}")]
+    Startup(Box<dyn std::error::Error + Send + Sync>),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics recorder could not be installed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl RunError {
+    /// A start-up failure with its cause.
+    pub fn startup(cause: impl std::error::Error + Send + Sync + 'static) -> RunError {
+        RunError::Startup(Box::new(cause))
+    }
+}
+
+/// Binds `address`, naming it in the error.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Bind { address, source })
+}
+
+/// The whole `main` of a service: telemetry, configuration, signals, `run`; every failure is
+/// logged (and printed, in case logging is what failed) and turns into a non-zero exit code.
+pub async fn main<C, E, F, Fut>(
+    service: &'static str,
+    configure: impl FnOnce() -> Result<C, ConfigError>,
+    run: F,
+) -> ExitCode
+where
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    if let Err(error) = crate::telemetry::init(service) {
+        eprintln!("{service}: cannot set up logging: {error}");
+        return ExitCode::FAILURE;
+    }
+    let config = match configure() {
+        Ok(config) => config,
+        Err(error) => return fail(service, &error),
+    };
+    let shutdown = match crate::http::shutdown_token() {
+        Ok(token) => token,
+        Err(error) => return fail(service, &error),
+    };
+    match run(config, shutdown).await {
+        Ok(()) => {
+            tracing::info!("{service} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(service, &error),
+    }
+}
+
+fn fail(service: &str, error: &dyn Display) -> ExitCode {
+    tracing::error!(%error, "{service} cannot run");
+    eprintln!("{service}: {error}");
+    ExitCode::FAILURE
+}
+
+/// The service's complete router: its API (documented through utoipa), `/openapi.json` generated
+/// from it, health, metrics, and the edge layers (body limit, problem+json errors, metrics and
+/// logging per request).
+pub fn service_router(
+    api: OpenApiRouter,
+    readiness: Readiness,
+    title: &str,
+) -> Result<Router, MetricsError> {
+    let (routes, mut openapi): (Router, OpenApi) = api.split_for_parts();
+    openapi.info.title = title.to_owned();
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let document = openapi.clone();
+    let routes = routes
+        .route(
+            OPENAPI_PATH,
+            get(move || std::future::ready(ApiJson(document.clone()))),
+        )
+        .merge(health_router(readiness))
+        .merge(metrics_router()?);
+    Ok(with_edge_layers(routes, DEFAULT_BODY_LIMIT_BYTES))
+}
