@@ -80,6 +80,24 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+impl Envelope {
+    /// Wraps any message in a new envelope (see [`Envelope::new`]).
+    pub fn from_any(
+        message: &AnyMessage,
+        causation_id: Option<MessageId>,
+    ) -> Result<Envelope, serde_json::Error> {
+        Ok(Envelope {
+            message_id: MessageId::generate(),
+            message_type: message.message_type(),
+            correlation_id: message.order_id(),
+            causation_id,
+            occurred_at: now(),
+            schema_version: SCHEMA_VERSION,
+            payload: message.to_json()?,
+        })
+    }
+}
+
 /// `occurred_at` as written in [`HEADER_OCCURRED_AT`].
 pub fn format_occurred_at(occurred_at: DateTime<Utc>) -> String {
     occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true)

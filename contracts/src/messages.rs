@@ -111,6 +111,13 @@ macro_rules! messages {
                     $( AnyMessage::$name(message) => message.order_id ),+
                 }
             }
+
+            /// The payload's JSON.
+            pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $( AnyMessage::$name(message) => serde_json::to_value(message) ),+
+                }
+            }
         }
 
         $(

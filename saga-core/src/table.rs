@@ -177,16 +177,16 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
     }
 
     /// Checks that `transitions` (`(from, event, to)` in order) is a path through the table that
-    /// starts at the initial state: each item is a transition row and each `from` is the
-    /// previous `to`. Returns the index of the first item that breaks the path.
+    /// starts at the initial state: each item is a row of the table (a transition, or a
+    /// compensation that stays) and each `from` is the previous `to`. Returns the state the path
+    /// ends in, or the first item that breaks the path.
     pub fn check_path(
         &self,
         transitions: impl IntoIterator<Item = (S, E, S)>,
     ) -> Result<S, PathError<S, E>> {
         let mut current = self.initial;
         for (index, (from, event, to)) in transitions.into_iter().enumerate() {
-            let follows = from == current
-                && matches!(self.step(from, event), Outcome::Transition { to: row_to, .. } if row_to == to);
+            let follows = from == current && self.row(from, event).is_some_and(|row| row.to == to);
             if !follows {
                 return Err(PathError {
                     index,

@@ -584,6 +584,17 @@ fn check_path_accepts_table_paths_and_names_the_first_wrong_step() {
         (Paid, StockCommitted, Completed),
     ];
     assert_eq!(ORDER_SAGA.check_path(happy), Ok(Completed));
+    let compensated = [
+        (Pending, DeadlinePassed, Cancelled),
+        (Cancelled, StockReserved, Cancelled),
+        (Cancelled, PaymentSucceeded, Cancelled),
+    ];
+    assert_eq!(ORDER_SAGA.check_path(compensated), Ok(Cancelled));
+    let ignored_pair = [
+        (Pending, StockReserved, Reserved),
+        (Reserved, StockReserved, Reserved),
+    ];
+    assert_eq!(ORDER_SAGA.check_path(ignored_pair).unwrap_err().index, 1);
     let skipped = [
         (Pending, StockReserved, Reserved),
         (Paid, StockCommitted, Completed),

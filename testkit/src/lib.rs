@@ -11,6 +11,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bus;
+pub mod service;
 
 use std::process::Command;
 

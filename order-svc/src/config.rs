@@ -1,0 +1,67 @@
+//! Configuration from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_kit::config::{
+    ConfigError, Lookup, environment_lookup, optional_parsed_from, required_from, socket_addr_from,
+};
+
+/// Every environment variable the service reads (checked against `compose.yaml` by a test).
+pub const ENVIRONMENT: &[&str] = &[
+    "DATABASE_URL",
+    "AMQP_URL",
+    "HTTP_ADDR",
+    "STARTUP_TIMEOUT_SECS",
+    "ORDER_SAGA_TIMEOUT_SECS",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
+/// The service's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`: the service's own PostgreSQL database.
+    pub database_url: String,
+    /// `AMQP_URL`: the broker.
+    pub amqp_url: String,
+    /// `HTTP_ADDR`, default `0.0.0.0:8080`.
+    pub http_addr: SocketAddr,
+    /// `STARTUP_TIMEOUT_SECS`, default 60: how long to retry an unreachable database or broker
+    /// at start before giving up.
+    pub startup_timeout: Duration,
+    /// `ORDER_SAGA_TIMEOUT_SECS`, default 30: an order still `Pending` or `Reserved` this long
+    /// after it was placed is cancelled, with the compensations its progress requires.
+    pub saga_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(&environment_lookup)
+    }
+
+    /// Reads variables through `lookup`.
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+        let saga_timeout_secs: u64 =
+            optional_parsed_from(lookup, "ORDER_SAGA_TIMEOUT_SECS", 30u64)?;
+        if saga_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                name: "ORDER_SAGA_TIMEOUT_SECS",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            database_url: required_from(lookup, "DATABASE_URL")?,
+            amqp_url: required_from(lookup, "AMQP_URL")?,
+            http_addr: socket_addr_from(lookup, "HTTP_ADDR", "0.0.0.0:8080")?,
+            startup_timeout: Duration::from_secs(optional_parsed_from(
+                lookup,
+                "STARTUP_TIMEOUT_SECS",
+                60u64,
+            )?),
+            saga_timeout: Duration::from_secs(saga_timeout_secs),
+        })
+    }
+}

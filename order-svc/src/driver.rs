@@ -1,0 +1,293 @@
+//! Drives the order saga: applies an event to a stored order through `saga_core`'s table and
+//! writes the result — new state (optimistically, by version), timeline row, effects in the
+//! outbox — in the caller's transaction. Used by the message handler and the deadline sweeper.
+
+use std::time::Duration;
+
+use contracts::{CustomerId, Envelope, MessageId, Money, OrderId, OrderLine, ProductId, Quantity};
+use outbox::{HandlerError, OutboxSignal};
+use saga_core::Outcome;
+use saga_core::order::{ORDER_SAGA, OrderEffect, OrderEvent, OrderState};
+use saga_core::{Label, PathError};
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Statement, TransactionTrait,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use uuid::Uuid;
+
+use crate::entity::{order, order_line, order_transition};
+use crate::saga::{Heard, OrderFacts, effect_message, reason};
+
+/// What applying an event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A row of the table applied: a transition, or a compensation that stays (`from == to`).
+    Step {
+        /// State before.
+        from: OrderState,
+        /// State after.
+        to: OrderState,
+    },
+    /// The event was already reflected in the state; nothing changed.
+    Duplicate(OrderState),
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// No such order (no participant answers about an order that was never placed).
+    #[error("unknown order {0}")]
+    UnknownOrder(OrderId),
+    /// The stored order cannot be read as a saga state.
+    #[error("order {order_id} is corrupt: {detail}")]
+    Corrupt {
+        /// The order.
+        order_id: OrderId,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The saga table has no decision for this event in this state.
+    #[error("{event} is invalid for an order in state {state}")]
+    Invalid {
+        /// The state.
+        state: OrderState,
+        /// The event.
+        event: OrderEvent,
+    },
+    /// Another transaction applied a step first; apply again on fresh state.
+    #[error("the order changed concurrently")]
+    Conflict,
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    /// An effect could not be encoded.
+    #[error("encoding an effect: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<ApplyError> for HandlerError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::Conflict => HandlerError::Conflict,
+            ApplyError::Database(cause) => HandlerError::Database(cause),
+            other => HandlerError::Rejected(other.to_string()),
+        }
+    }
+}
+
+/// Applies `heard` to the order: one step of the saga table, written with optimistic
+/// concurrency (the update only succeeds if the version read is still current).
+pub async fn apply<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    heard: &Heard,
+    message_id: Option<MessageId>,
+    saga_timeout: Duration,
+) -> Result<Applied, ApplyError> {
+    let found = order::Entity::find_by_id(order_id.as_uuid())
+        .one(db)
+        .await?
+        .ok_or(ApplyError::UnknownOrder(order_id))?;
+    let before = OrderState::from_name(&found.status).ok_or_else(|| ApplyError::Corrupt {
+        order_id,
+        detail: format!("unknown status {:?}", found.status),
+    })?;
+    let (after, effects) = match ORDER_SAGA.step(before, heard.event) {
+        Outcome::Transition { to, effects, .. } => (to, effects),
+        Outcome::Compensate { effects, .. } => (before, effects),
+        Outcome::Duplicate { state } => return Ok(Applied::Duplicate(state)),
+        Outcome::Invalid { state } => {
+            return Err(ApplyError::Invalid {
+                state,
+                event: heard.event,
+            });
+        }
+    };
+    let why = reason(before, heard, saga_timeout);
+    let version = found.version + 1;
+    let cancellation_reason =
+        (after == OrderState::Cancelled && before != OrderState::Cancelled).then(|| why.clone());
+    let updated = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders
+             SET status = $1, version = $2, updated_at = now(),
+                 cancellation_reason = COALESCE(cancellation_reason, $3)
+             WHERE id = $4 AND version = $5",
+            [
+                after.name().into(),
+                version.into(),
+                cancellation_reason.into(),
+                order_id.as_uuid().into(),
+                found.version.into(),
+            ],
+        ))
+        .await?;
+    if updated.rows_affected() != 1 {
+        return Err(ApplyError::Conflict);
+    }
+    let effect_names: Vec<&str> = effects.iter().map(|effect| effect.name()).collect();
+    order_transition::Entity::insert(order_transition::ActiveModel {
+        order_id: ActiveValue::Set(order_id.as_uuid()),
+        seq: ActiveValue::Set(version),
+        from_state: ActiveValue::Set(before.name().to_owned()),
+        to_state: ActiveValue::Set(after.name().to_owned()),
+        event: ActiveValue::Set(heard.event.name().to_owned()),
+        effects: ActiveValue::Set(serde_json::json!(effect_names)),
+        message_id: ActiveValue::Set(message_id.map(|id| id.as_uuid())),
+        at: ActiveValue::Set(contracts::envelope::now()),
+    })
+    .exec_without_returning(db)
+    .await?;
+    if !effects.is_empty() {
+        let facts = facts(db, &found, effects).await?;
+        let envelopes = effects
+            .iter()
+            .map(|&effect| Envelope::from_any(&effect_message(effect, &facts, &why), message_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        outbox::enqueue_all(db, &envelopes).await?;
+    }
+    info!(from = before.name(), to = after.name(), event = heard.event.name(), effects = ?effect_names, "saga step");
+    Ok(Applied::Step {
+        from: before,
+        to: after,
+    })
+}
+
+async fn facts<C: ConnectionTrait>(
+    db: &C,
+    found: &order::Model,
+    effects: &[OrderEffect],
+) -> Result<OrderFacts, ApplyError> {
+    let order_id = OrderId::from(found.id);
+    let corrupt = |detail: String| ApplyError::Corrupt { order_id, detail };
+    let total = Money::new(found.total).map_err(|error| corrupt(error.to_string()))?;
+    // Only the reservation request carries the lines.
+    let mut lines = Vec::new();
+    if effects.contains(&OrderEffect::ReserveStock) {
+        let rows = order_line::Entity::find()
+            .filter(order_line::Column::OrderId.eq(found.id))
+            .order_by_asc(order_line::Column::LineNo)
+            .all(db)
+            .await?;
+        for row in rows {
+            lines.push(OrderLine {
+                product_id: ProductId::new(row.product_id)
+                    .map_err(|error| corrupt(error.to_string()))?,
+                quantity: Quantity::new(i64::from(row.quantity))
+                    .map_err(|error| corrupt(error.to_string()))?,
+                unit_price: Money::new(row.unit_price)
+                    .map_err(|error| corrupt(error.to_string()))?,
+            });
+        }
+    }
+    Ok(OrderFacts {
+        order_id,
+        customer_id: CustomerId::from(found.customer_id),
+        total,
+        lines,
+    })
+}
+
+/// Checks that an order's stored timeline is a path through the saga table.
+pub fn check_timeline(timeline: &[order_transition::Model]) -> Result<OrderState, String> {
+    let mut steps = Vec::with_capacity(timeline.len());
+    for row in timeline {
+        let from = OrderState::from_name(&row.from_state)
+            .ok_or_else(|| format!("unknown state {}", row.from_state))?;
+        let to = OrderState::from_name(&row.to_state)
+            .ok_or_else(|| format!("unknown state {}", row.to_state))?;
+        let event = OrderEvent::from_name(&row.event)
+            .ok_or_else(|| format!("unknown event {}", row.event))?;
+        steps.push((from, event, to));
+    }
+    ORDER_SAGA
+        .check_path(steps)
+        .map_err(|error: PathError<_, _>| error.to_string())
+}
+
+/// Cancels, through the saga table, every order whose deadline passed while it waited in a state
+/// that a deadline moves (`Pending`, `Reserved`). Orders are claimed with `FOR UPDATE SKIP
+/// LOCKED`, so replicas sweep disjoint orders. Returns how many were moved.
+pub async fn sweep_once(
+    db: &DatabaseConnection,
+    saga_timeout: Duration,
+    batch: i64,
+) -> Result<usize, DbErr> {
+    let waiting: Vec<String> = ORDER_SAGA
+        .states_moved_by(OrderEvent::DeadlinePassed)
+        .into_iter()
+        .map(|state| state.name().to_owned())
+        .collect();
+    let transaction = db.begin().await?;
+    let overdue = transaction
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM orders
+             WHERE status = ANY($1) AND deadline_at <= now()
+             ORDER BY deadline_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            [waiting.into(), batch.into()],
+        ))
+        .await?;
+    let heard = Heard {
+        event: OrderEvent::DeadlinePassed,
+        reason: None,
+    };
+    let mut moved = 0;
+    for row in overdue {
+        let order_id = OrderId::from(row.try_get_by_index::<Uuid>(0)?);
+        let span = info_span!("deadline", %order_id);
+        match apply(&transaction, order_id, &heard, None, saga_timeout)
+            .instrument(span)
+            .await
+        {
+            Ok(Applied::Step { from, to }) => {
+                moved += 1;
+                record_step(from, to);
+            }
+            Ok(Applied::Duplicate(_)) => {}
+            Err(ApplyError::Database(cause)) => return Err(cause),
+            // The row is locked and its state was filtered: nothing else can happen, but a
+            // surprise must not stop the sweeper.
+            Err(other) => warn!(%order_id, error = %other, "deadline not applied"),
+        }
+    }
+    transaction.commit().await?;
+    Ok(moved)
+}
+
+/// Counts a saga step in the `saga_transitions_total{from, to}` metric.
+pub fn record_step(from: OrderState, to: OrderState) {
+    metrics::counter!("saga_transitions_total", "from" => from.name(), "to" => to.name())
+        .increment(1);
+}
+
+/// Sweeps every `interval` until `stop`, waking the relay when it cancelled something.
+pub async fn run_sweeper(
+    db: DatabaseConnection,
+    signal: OutboxSignal,
+    saga_timeout: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        match sweep_once(&db, saga_timeout, 100).await {
+            Ok(0) => {}
+            Ok(moved) => {
+                info!(moved, "deadline sweeper cancelled overdue orders");
+                signal.wake();
+                // More may be overdue: sweep again at once.
+                continue;
+            }
+            Err(cause) => warn!(%cause, "deadline sweep failed; will try again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
