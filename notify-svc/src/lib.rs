@@ -1,0 +1,100 @@
+//! notify-svc: tells customers what happened to their orders.
+//!
+//! It consumes `StockFailed`, `PaymentFailed`, `PaymentSucceeded`, `OrderCompleted` and
+//! `OrderCancelled` and, for each, "sends" the customer a notification: one structured log line
+//! (target `notification`, fields `order_id`, `kind`, `message`), also kept in memory and listed
+//! by `GET /notifications?order_id=…`. It has no database and publishes nothing.
+//!
+//! # Delivery guarantee
+//!
+//! At least once from the broker, deduplicated only in memory. A message is acknowledged only
+//! after its notification was logged and stored, so none is lost while the broker keeps the
+//! message. Duplicates are suppressed by message id within one process lifetime and among the
+//! last `NOTIFY_MAX_NOTIFICATIONS` message ids only: after a restart, with two replicas, or
+//! after that many other messages, a redelivered message produces a second notification. The
+//! stored notifications live only as long as the process, the oldest dropped beyond
+//! `NOTIFY_MAX_NOTIFICATIONS`.
+//!
+//! Layout: [`notification`] builds the texts (pure), [`store`] keeps what was sent,
+//! [`handler`] reacts to messages, [`api`] is the HTTP API; [`run`] wires them.
+
+pub mod api;
+pub mod config;
+pub mod handler;
+pub mod notification;
+pub mod store;
+
+use contracts::Service;
+use outbox::runtime::{BackgroundTasks, check_broker, connect_broker};
+use outbox::{ConsumerConfig, ConsumerRunner, InMemoryProcessor, Topology};
+use service_kit::entrypoint::{RunError, bind, service_router};
+use service_kit::health::Readiness;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, ENVIRONMENT};
+
+/// Runs the service until `shutdown` is cancelled: binds `HTTP_ADDR` once the broker is ready.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let parts = start(&config, &shutdown).await?;
+    let listener = bind(config.http_addr).await?;
+    parts.serve(listener, shutdown).await
+}
+
+/// Like [`run`], on a listener the caller bound (tests bind port 0).
+pub async fn run_with_listener(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let parts = start(&config, &shutdown).await?;
+    parts.serve(listener, shutdown).await
+}
+
+struct Started {
+    router: axum::Router,
+    background: BackgroundTasks,
+}
+
+async fn start(config: &Config, shutdown: &CancellationToken) -> Result<Started, RunError> {
+    let broker = connect_broker(
+        &config.amqp_url,
+        Topology::default(),
+        config.startup_timeout,
+        shutdown,
+    )
+    .await
+    .map_err(RunError::startup)?;
+    let notifications = store::NotificationStore::new(config.max_notifications);
+
+    let mut background = BackgroundTasks::new();
+    let processor = InMemoryProcessor::new(
+        handler::NotifyHandler::new(notifications.clone()),
+        config.max_notifications.get(),
+    );
+    let consumer_config = ConsumerConfig {
+        connection_name: "notify-svc consumer".into(),
+        ..ConsumerConfig::default()
+    };
+    let consumer = ConsumerRunner::new(broker.clone(), Service::Notify, processor, consumer_config);
+    background.spawn_producer(|stop| consumer.run(stop));
+
+    let readiness = Readiness::new().with_check("broker", move || {
+        let broker = broker.clone();
+        async move { check_broker(&broker).await }
+    });
+    let router = service_router(api::routes(notifications), readiness, "notify-svc")?;
+    Ok(Started { router, background })
+}
+
+impl Started {
+    async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), RunError> {
+        let served = service_kit::http::serve(listener, self.router, shutdown).await;
+        self.background.shutdown().await;
+        served.map_err(RunError::Serve)
+    }
+}
