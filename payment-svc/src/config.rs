@@ -1,0 +1,135 @@
+//! Configuration from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use contracts::Money;
+use service_kit::config::{
+    ConfigError, Lookup, environment_lookup, optional_parsed_from, required_from, socket_addr_from,
+};
+
+/// Every environment variable the service reads (checked against `compose.yaml` by a test).
+pub const ENVIRONMENT: &[&str] = &[
+    "DATABASE_URL",
+    "AMQP_URL",
+    "HTTP_ADDR",
+    "STARTUP_TIMEOUT_SECS",
+    "PAYMENT_DEFAULT_BALANCE",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
+/// The balance, in minor units, of a customer seen for the first time, unless
+/// `PAYMENT_DEFAULT_BALANCE` says otherwise: 1,000.00 in a two-decimal currency.
+pub const DEFAULT_BALANCE: i64 = 100_000;
+
+/// The service's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`: the service's own PostgreSQL database.
+    pub database_url: String,
+    /// `AMQP_URL`: the broker.
+    pub amqp_url: String,
+    /// `HTTP_ADDR`, default `0.0.0.0:8082`.
+    pub http_addr: SocketAddr,
+    /// `STARTUP_TIMEOUT_SECS`, default 60: how long to retry an unreachable database or broker
+    /// at start before giving up.
+    pub startup_timeout: Duration,
+    /// `PAYMENT_DEFAULT_BALANCE`, default [`DEFAULT_BALANCE`]: the balance, in minor units, an
+    /// account opens with when a customer is first charged.
+    pub default_balance: Money,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(&environment_lookup)
+    }
+
+    /// Reads variables through `lookup`.
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+        Ok(Config {
+            database_url: required_from(lookup, "DATABASE_URL")?,
+            amqp_url: required_from(lookup, "AMQP_URL")?,
+            http_addr: socket_addr_from(lookup, "HTTP_ADDR", "0.0.0.0:8082")?,
+            startup_timeout: Duration::from_secs(optional_parsed_from(
+                lookup,
+                "STARTUP_TIMEOUT_SECS",
+                60u64,
+            )?),
+            default_balance: money_from(lookup, "PAYMENT_DEFAULT_BALANCE", DEFAULT_BALANCE)?,
+        })
+    }
+}
+
+/// An amount of minor units (an integer, at least 0), or `default` when unset or empty.
+fn money_from(lookup: Lookup<'_>, name: &'static str, default: i64) -> Result<Money, ConfigError> {
+    let minor_units: i64 = optional_parsed_from(lookup, name, default)?;
+    Money::new(minor_units).map_err(|error| ConfigError::Invalid {
+        name,
+        value: minor_units.to_string(),
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut all: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://localhost/payment"),
+            ("AMQP_URL", "amqp://localhost"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        for (name, value) in variables {
+            all.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Config::from_lookup(&|name: &str| all.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_or_empty() {
+        for variables in [&[][..], &[("PAYMENT_DEFAULT_BALANCE", "")][..]] {
+            let config = config(variables).unwrap();
+            assert_eq!(config.default_balance.minor_units(), 100_000);
+            assert_eq!(config.http_addr.to_string(), "0.0.0.0:8082");
+            assert_eq!(config.startup_timeout, Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    fn the_default_balance_is_a_non_negative_integer() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("0", Some(0)),
+            ("2500", Some(2_500)),
+            ("-1", None),
+            ("12.50", None),
+            ("lots", None),
+            ("99999999999999999999", None),
+        ];
+        for &(value, expected) in cases {
+            let read = config(&[("PAYMENT_DEFAULT_BALANCE", value)]);
+            match expected {
+                Some(minor_units) => {
+                    assert_eq!(read.unwrap().default_balance.minor_units(), minor_units)
+                }
+                None => {
+                    let error = read.unwrap_err();
+                    assert_eq!(error.variable(), "PAYMENT_DEFAULT_BALANCE", "{value}");
+                    assert!(error.to_string().contains(value), "{error}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn environment_lists_every_variable() {
+        assert!(ENVIRONMENT.contains(&"PAYMENT_DEFAULT_BALANCE"));
+        assert_eq!(ENVIRONMENT.len(), 7);
+    }
+}

@@ -1,0 +1,142 @@
+//! Pure payment rules, separate from the database.
+
+use contracts::Money;
+
+/// Where an order's payment stands. Stored as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// The order's total was taken from the customer's balance.
+    Charged,
+    /// The balance did not cover the total; nothing was taken.
+    Failed,
+    /// The charge was given back, or the saga refunded an order payment never charged
+    /// (a tombstone: a charge request arriving later charges nothing).
+    Refunded,
+}
+
+impl PaymentStatus {
+    /// The stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PaymentStatus::Charged => "Charged",
+            PaymentStatus::Failed => "Failed",
+            PaymentStatus::Refunded => "Refunded",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn from_name(name: &str) -> Option<PaymentStatus> {
+        [Self::Charged, Self::Failed, Self::Refunded]
+            .into_iter()
+            .find(|status| status.name() == name)
+    }
+}
+
+/// Why a charge of `needed` failed against a balance of `available` minor units:
+/// `insufficient balance: 1500 needed, 900 available`.
+pub fn insufficient_balance(needed: Money, available: i64) -> String {
+    format!("insufficient balance: {needed} needed, {available} available")
+}
+
+/// What a refund request does to an order's payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefundPlan {
+    /// Give the charged amount back to the customer and mark the payment refunded.
+    GiveBack(Money),
+    /// It was given back before: change nothing, answer with the amount again.
+    AlreadyRefunded(Money),
+    /// Nothing was charged (the charge failed): change nothing, answer with 0.
+    NothingCharged,
+}
+
+impl RefundPlan {
+    /// What to do for a payment with this status and amount.
+    pub fn for_payment(status: PaymentStatus, amount: Money) -> RefundPlan {
+        match status {
+            PaymentStatus::Charged => RefundPlan::GiveBack(amount),
+            PaymentStatus::Refunded => RefundPlan::AlreadyRefunded(amount),
+            PaymentStatus::Failed => RefundPlan::NothingCharged,
+        }
+    }
+
+    /// The amount the `PaymentRefunded` answer carries.
+    pub fn answer(self) -> Money {
+        match self {
+            RefundPlan::GiveBack(amount) | RefundPlan::AlreadyRefunded(amount) => amount,
+            RefundPlan::NothingCharged => Money::ZERO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn money(minor_units: i64) -> Money {
+        Money::new(minor_units).unwrap()
+    }
+
+    #[test]
+    fn the_failure_reason_names_both_amounts() {
+        let cases = [
+            (
+                1_500,
+                900,
+                "insufficient balance: 1500 needed, 900 available",
+            ),
+            (1, 0, "insufficient balance: 1 needed, 0 available"),
+            (
+                i64::MAX,
+                i64::MAX - 1,
+                "insufficient balance: 9223372036854775807 needed, 9223372036854775806 available",
+            ),
+        ];
+        for (needed, available, expected) in cases {
+            assert_eq!(insufficient_balance(money(needed), available), expected);
+        }
+    }
+
+    #[test]
+    fn refunds_give_back_only_what_was_charged() {
+        let cases = [
+            (
+                PaymentStatus::Charged,
+                700,
+                RefundPlan::GiveBack(money(700)),
+                700,
+            ),
+            (
+                PaymentStatus::Refunded,
+                700,
+                RefundPlan::AlreadyRefunded(money(700)),
+                700,
+            ),
+            // A tombstone is a refunded payment of 0.
+            (
+                PaymentStatus::Refunded,
+                0,
+                RefundPlan::AlreadyRefunded(money(0)),
+                0,
+            ),
+            (PaymentStatus::Failed, 700, RefundPlan::NothingCharged, 0),
+        ];
+        for (status, amount, plan, answer) in cases {
+            let planned = RefundPlan::for_payment(status, money(amount));
+            assert_eq!(planned, plan, "{status:?} of {amount}");
+            assert_eq!(planned.answer(), money(answer), "{status:?} of {amount}");
+        }
+    }
+
+    #[test]
+    fn statuses_read_back_from_their_names() {
+        for status in [
+            PaymentStatus::Charged,
+            PaymentStatus::Failed,
+            PaymentStatus::Refunded,
+        ] {
+            assert_eq!(PaymentStatus::from_name(status.name()), Some(status));
+        }
+        assert_eq!(PaymentStatus::from_name("charged"), None);
+        assert_eq!(PaymentStatus::from_name(""), None);
+    }
+}

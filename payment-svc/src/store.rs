@@ -1,0 +1,310 @@
+//! Accounts and payments in the database. Every function runs inside the caller's transaction.
+//!
+//! **Exactly one decision per order.** The primary key of `payments` is the guard: a charge
+//! moves the money and records the payment inside one savepoint, and records it with
+//! `INSERT ... ON CONFLICT (order_id) DO NOTHING`. PostgreSQL makes that insert wait for any
+//! other transaction that inserted the same order (another message about the order, on another
+//! replica or lane) and skips it if that one committed; the charge then rolls its savepoint
+//! back — the money with it — and reports the other decision instead. A refund that finds
+//! nothing leaves a tombstone the same way, so a late charge request charges nothing.
+//!
+//! **Never overdrawn.** Money leaves an account only through a conditional update
+//! (`balance >= amount`) under the account's row lock; the `CHECK (balance >= 0)` backs it up.
+//! Locks are taken account first, then payment, in both charge and refund.
+
+use contracts::{CustomerId, Money, OrderId, PaymentId, StockReserved};
+use sea_orm::{
+    ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect, Statement,
+    TransactionSession, TransactionTrait, TryInsertResult,
+};
+
+use crate::entity::{account, payment};
+use crate::ledger::{PaymentStatus, RefundPlan, insufficient_balance};
+
+/// What a charge request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The total was taken from the balance.
+    Charged(PaymentId),
+    /// Nothing was taken; why, for people.
+    Failed(String),
+    /// Payment had already decided for this order (a redelivery, another message about the
+    /// same order, or a tombstone left by a refund that came first): nothing changes and
+    /// nothing is published.
+    AlreadyDecided(PaymentStatus),
+}
+
+/// What a refund request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The payment's status decided; a [`RefundPlan::GiveBack`] has given the money back now.
+    Planned(RefundPlan),
+    /// Payment never heard of the order: a tombstone now.
+    Tombstone,
+}
+
+impl RefundOutcome {
+    /// The amount the `PaymentRefunded` answer carries.
+    pub fn answer(self) -> Money {
+        match self {
+            RefundOutcome::Planned(plan) => plan.answer(),
+            RefundOutcome::Tombstone => Money::ZERO,
+        }
+    }
+}
+
+fn corrupt(order_id: OrderId, what: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("payment of order {order_id}: {what}"))
+}
+
+fn status_of_row(row: &payment::Model) -> Result<PaymentStatus, DbErr> {
+    PaymentStatus::from_name(&row.status).ok_or_else(|| {
+        corrupt(
+            row.order_id.into(),
+            format!("unknown status {:?}", row.status),
+        )
+    })
+}
+
+fn amount_of_row(row: &payment::Model) -> Result<Money, DbErr> {
+    Money::new(row.amount).map_err(|error| corrupt(row.order_id.into(), error))
+}
+
+async fn status_of<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Option<PaymentStatus>, DbErr> {
+    payment(db, order_id)
+        .await?
+        .as_ref()
+        .map(status_of_row)
+        .transpose()
+}
+
+/// Inserts the payment unless the order has one; `false` if it had.
+async fn record_payment<C: ConnectionTrait>(
+    db: &C,
+    row: payment::ActiveModel,
+) -> Result<bool, DbErr> {
+    let inserted = payment::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+fn new_payment(
+    order_id: OrderId,
+    payment_id: Option<PaymentId>,
+    customer_id: Option<CustomerId>,
+    amount: Money,
+    status: PaymentStatus,
+    reason: Option<String>,
+) -> payment::ActiveModel {
+    let now = contracts::envelope::now();
+    payment::ActiveModel {
+        order_id: ActiveValue::Set(order_id.as_uuid()),
+        payment_id: ActiveValue::Set(payment_id.map(|id| id.as_uuid())),
+        customer_id: ActiveValue::Set(customer_id.map(|id| id.as_uuid())),
+        amount: ActiveValue::Set(amount.minor_units()),
+        status: ActiveValue::Set(status.name().to_owned()),
+        reason: ActiveValue::Set(reason),
+        created_at: ActiveValue::Set(now),
+        updated_at: ActiveValue::Set(now),
+    }
+}
+
+/// Opens the customer's account with `balance` unless it exists; `true` if it was opened.
+async fn open_account<C: ConnectionTrait>(
+    db: &C,
+    customer_id: CustomerId,
+    balance: Money,
+) -> Result<bool, DbErr> {
+    let now = contracts::envelope::now();
+    let inserted = account::Entity::insert(account::ActiveModel {
+        customer_id: ActiveValue::Set(customer_id.as_uuid()),
+        balance: ActiveValue::Set(balance.minor_units()),
+        created_at: ActiveValue::Set(now),
+        updated_at: ActiveValue::Set(now),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(db)
+    .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+/// The account, locked until the caller's transaction ends.
+async fn lock_account<C: ConnectionTrait>(
+    db: &C,
+    customer_id: CustomerId,
+) -> Result<account::Model, DbErr> {
+    account::Entity::find_by_id(customer_id.as_uuid())
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("account of customer {customer_id}")))
+}
+
+/// Charges the order's total to its customer, opening the account with `default_balance` if
+/// the customer is new. Decides at most once per order (see the module documentation).
+pub async fn charge<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    request: &StockReserved,
+    default_balance: Money,
+) -> Result<ChargeOutcome, DbErr> {
+    let (order_id, customer_id, amount) = (request.order_id, request.customer_id, request.total);
+    if let Some(status) = status_of(db, order_id).await? {
+        return Ok(ChargeOutcome::AlreadyDecided(status));
+    }
+
+    // Everything below is undone together if another decision for the order wins the race.
+    let attempt = db.begin().await?;
+    open_account(&attempt, customer_id, default_balance).await?;
+    let available = lock_account(&attempt, customer_id).await?.balance;
+    let taken = attempt
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE accounts SET balance = balance - $2, updated_at = now()
+             WHERE customer_id = $1 AND balance >= $2",
+            [customer_id.as_uuid().into(), amount.minor_units().into()],
+        ))
+        .await?;
+    let (outcome, row) = if taken.rows_affected() == 1 {
+        let payment_id = PaymentId::generate();
+        let row = new_payment(
+            order_id,
+            Some(payment_id),
+            Some(customer_id),
+            amount,
+            PaymentStatus::Charged,
+            None,
+        );
+        (ChargeOutcome::Charged(payment_id), row)
+    } else {
+        let reason = insufficient_balance(amount, available);
+        let row = new_payment(
+            order_id,
+            None,
+            Some(customer_id),
+            amount,
+            PaymentStatus::Failed,
+            Some(reason.clone()),
+        );
+        (ChargeOutcome::Failed(reason), row)
+    };
+    if !record_payment(&attempt, row).await? {
+        attempt.rollback().await?;
+        let status = status_of(db, order_id)
+            .await?
+            .ok_or_else(|| corrupt(order_id, "vanished after a conflicting insert"))?;
+        return Ok(ChargeOutcome::AlreadyDecided(status));
+    }
+    attempt.commit().await?;
+    Ok(outcome)
+}
+
+/// Gives the order's charge back; answers again if it was given back before; leaves a
+/// tombstone when payment never heard of the order.
+pub async fn refund<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    reason: &str,
+) -> Result<RefundOutcome, DbErr> {
+    let found = match payment(db, order_id).await? {
+        Some(found) => found,
+        None => {
+            let tombstone = new_payment(
+                order_id,
+                None,
+                None,
+                Money::ZERO,
+                PaymentStatus::Refunded,
+                Some(reason.to_owned()),
+            );
+            if record_payment(db, tombstone).await? {
+                return Ok(RefundOutcome::Tombstone);
+            }
+            // A charge decided for the order meanwhile; refund what it decided.
+            payment(db, order_id)
+                .await?
+                .ok_or_else(|| corrupt(order_id, "vanished after a conflicting insert"))?
+        }
+    };
+    let plan = RefundPlan::for_payment(status_of_row(&found)?, amount_of_row(&found)?);
+    let RefundPlan::GiveBack(amount) = plan else {
+        return Ok(RefundOutcome::Planned(plan));
+    };
+    let customer_id = found
+        .customer_id
+        .map(CustomerId::from)
+        .ok_or_else(|| corrupt(order_id, "charged without a customer"))?;
+    lock_account(db, customer_id).await?;
+    let marked = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE payments SET status = $2, reason = $3, updated_at = now()
+             WHERE order_id = $1 AND status = $4",
+            [
+                order_id.as_uuid().into(),
+                PaymentStatus::Refunded.name().into(),
+                reason.into(),
+                PaymentStatus::Charged.name().into(),
+            ],
+        ))
+        .await?;
+    if marked.rows_affected() != 1 {
+        // A concurrent refund gave the money back first; a charge is refunded only once.
+        return Ok(RefundOutcome::Planned(RefundPlan::AlreadyRefunded(amount)));
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE accounts SET balance = balance + $2, updated_at = now() WHERE customer_id = $1",
+        [customer_id.as_uuid().into(), amount.minor_units().into()],
+    ))
+    .await?;
+    Ok(RefundOutcome::Planned(plan))
+}
+
+/// An order's payment.
+pub async fn payment<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Option<payment::Model>, DbErr> {
+    payment::Entity::find_by_id(order_id.as_uuid())
+        .one(db)
+        .await
+}
+
+/// A customer's account.
+pub async fn account<C: ConnectionTrait>(
+    db: &C,
+    customer_id: CustomerId,
+) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find_by_id(customer_id.as_uuid())
+        .one(db)
+        .await
+}
+
+/// Sets a customer's balance, opening the account if needed; `true` if opened.
+pub async fn set_balance<C: ConnectionTrait>(
+    db: &C,
+    customer_id: CustomerId,
+    balance: Money,
+) -> Result<(account::Model, bool), DbErr> {
+    // Accounts are never deleted: if the insert found one, the update finds it too.
+    let opened = open_account(db, customer_id, balance).await?;
+    if !opened {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE accounts SET balance = $2, updated_at = now() WHERE customer_id = $1",
+            [customer_id.as_uuid().into(), balance.minor_units().into()],
+        ))
+        .await?;
+    }
+    let stored = account(db, customer_id).await?.ok_or_else(|| {
+        DbErr::RecordNotFound(format!(
+            "account of customer {customer_id} vanished after upsert"
+        ))
+    })?;
+    Ok((stored, opened))
+}
