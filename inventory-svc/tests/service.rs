@@ -128,7 +128,13 @@ fn order(lines: &[(&str, i64)]) -> OrderCreated {
 }
 
 /// Method, path, body, expected status, expected problem field.
-type Case = (&'static str, &'static str, Option<&'static str>, u16, Option<&'static str>);
+type Case = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    Option<&'static str>,
+);
 
 #[tokio::test]
 async fn http_requests_get_their_status_and_problem_fields() {

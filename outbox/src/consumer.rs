@@ -523,6 +523,12 @@ impl<P: Processor> ConsumerRunner<P> {
                 warn!(%cause, "a consumer lane stopped with an error");
             }
         }
+        // Close the channels before the connection: closing a connection whose channels are
+        // still open makes lapin log spurious errors. Unacknowledged deliveries are requeued.
+        if outcome.is_ok() {
+            let _ = consume_channel.close(200, "consumer stopping".into()).await;
+            let _ = settler.channel.close(200, "consumer stopping".into()).await;
+        }
         outcome
     }
 }

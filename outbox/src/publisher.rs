@@ -135,6 +135,23 @@ where
         backoff: &mut Backoff,
     ) -> Result<(), lapin::Error> {
         let channel = Broker::confirm_channel(connection).await?;
+        let ended = self
+            .publish_until_shutdown(&channel, shutdown, backoff)
+            .await;
+        if ended.is_ok() {
+            // Before the connection, so that lapin does not log spurious errors.
+            let _ = channel.close(200, "shutting down".into()).await;
+        }
+        ended
+    }
+
+    async fn publish_until_shutdown(
+        &self,
+        channel: &Channel,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), lapin::Error> {
+        let channel = channel.clone();
         info!("outbox publisher connected");
         let mut gauges_due = tokio::time::Instant::now();
         loop {

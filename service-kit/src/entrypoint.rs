@@ -109,6 +109,11 @@ pub fn service_router(
 ) -> Result<Router, MetricsError> {
     let (routes, mut openapi): (Router, OpenApi) = api.split_for_parts();
     openapi.info.title = title.to_owned();
+    openapi.info.description = Some(format!(
+        "The HTTP API of {title}, generated from its handlers."
+    ));
+    openapi.info.license = None;
+    openapi.info.contact = None;
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let document = openapi.clone();
     let routes = routes

@@ -12,6 +12,7 @@
 
 pub mod bus;
 pub mod service;
+pub mod system;
 
 use std::process::Command;
 

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Validates the deployment files without a Docker engine and without building anything:
+#   - compose.yaml parses and resolves (`docker-compose config -q`) and defines every service,
+#   - each service's Dockerfile builds it with `cargo build --release --locked -p <svc>` and runs
+#     it as a non-root user,
+#   - .dockerignore keeps target/ out of the build context,
+#   - the shell scripts in scripts/ pass shellcheck (and the Dockerfiles hadolint, if installed).
+# Installs docker-compose and shellcheck with apt-get when they are missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+services=(order-svc inventory-svc payment-svc notify-svc)
+infrastructure=(rabbitmq order-db inventory-db payment-db)
+failures=0
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+    printf 'check-deployment: FAILED: %s\n' "$*" >&2
+    failures=$((failures + 1))
+}
+
+# Installs Debian packages quietly, refreshing the package lists once if they are stale.
+apt_install() {
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || return 1
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 || {
+        "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 &&
+            "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    }
+}
+
+step "compose.yaml"
+compose=()
+if command -v docker-compose >/dev/null; then
+    compose=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+    compose=(docker compose)
+else
+    echo "docker-compose is missing; installing it with apt-get"
+    apt_install docker-compose || fail "cannot install docker-compose with apt-get"
+    command -v docker-compose >/dev/null && compose=(docker-compose)
+fi
+if ((${#compose[@]} > 0)); then
+    version=$("${compose[@]}" version 2>&1 || true)
+    printf '%s\n' "${version%%$'\n'*}"
+    if [[ ! -f compose.yaml ]]; then
+        fail "compose.yaml is missing"
+    elif ! errors=$("${compose[@]}" -f compose.yaml config -q 2>&1); then
+        printf '%s\n' "$errors" >&2
+        fail "compose.yaml is invalid (${compose[*]} -f compose.yaml config -q)"
+    else
+        [[ -z $errors ]] || printf '%s\n' "$errors"
+        defined=$("${compose[@]}" -f compose.yaml config --services)
+        for name in "${infrastructure[@]}" "${services[@]}"; do
+            grep -qx -- "$name" <<<"$defined" || fail "compose.yaml defines no service $name"
+        done
+        echo "compose.yaml is valid and defines: $(paste -sd ' ' <<<"$defined")"
+    fi
+fi
+
+step "Dockerfiles"
+for svc in "${services[@]}"; do
+    dockerfile="$svc/Dockerfile"
+    if [[ ! -f $dockerfile ]]; then
+        fail "$dockerfile is missing"
+        continue
+    fi
+    grep -Eq -- "cargo build --release --locked -p $svc( |$)" "$dockerfile" ||
+        fail "$dockerfile does not build with 'cargo build --release --locked -p $svc'"
+    # The last USER instruction decides who runs the service: it must name a non-root user.
+    user=$(grep -Ei '^[[:space:]]*USER[[:space:]]+' "$dockerfile" | tail -n 1 | awk '{print $2}' || true)
+    user=${user%%:*}
+    if [[ -z $user ]]; then
+        fail "$dockerfile has no USER instruction (the service must not run as root)"
+    elif [[ $user == root || $user == 0 ]]; then
+        fail "$dockerfile runs the service as root (USER $user)"
+    else
+        echo "$dockerfile: builds $svc, runs as user $user"
+    fi
+done
+if [[ ! -f .dockerignore ]]; then
+    fail ".dockerignore is missing (the build context would include target/)"
+elif ! grep -Eqx '(\*\*/)?/?target/?' .dockerignore; then
+    fail ".dockerignore does not exclude target/"
+fi
+if command -v hadolint >/dev/null; then
+    hadolint "${services[@]/%//Dockerfile}" || fail "hadolint reported problems in the Dockerfiles"
+    echo "hadolint: clean"
+else
+    echo "hadolint not installed; skipping the Dockerfile lint"
+fi
+
+step "shellcheck scripts/*.sh"
+if ! command -v shellcheck >/dev/null; then
+    echo "shellcheck is missing; installing it with apt-get"
+    apt_install shellcheck || fail "cannot install shellcheck with apt-get"
+fi
+if command -v shellcheck >/dev/null; then
+    shellcheck --version | sed -n 2p
+    if shellcheck scripts/*.sh; then
+        echo "shellcheck: clean:" scripts/*.sh
+    else
+        fail "shellcheck reported problems in scripts/*.sh"
+    fi
+fi
+
+if ((failures > 0)); then
+    printf '\ncheck-deployment: %d check(s) failed\n' "$failures" >&2
+    exit 1
+fi
+printf '\ncheck-deployment: all checks passed\n'

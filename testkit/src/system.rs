@@ -1,0 +1,362 @@
+//! The whole system as separate processes: the four service binaries started against fresh
+//! databases and a fresh vhost, with the same environment variables as `compose.yaml`.
+//! Instances can be killed (`SIGKILL`), terminated (`SIGTERM`) and restarted, and a service may
+//! run several replicas.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::{TestDatabase, TestVhost};
+
+/// One of the four services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Svc {
+    /// order-svc.
+    Order,
+    /// inventory-svc.
+    Inventory,
+    /// payment-svc.
+    Payment,
+    /// notify-svc.
+    Notify,
+}
+
+impl Svc {
+    /// All four, in start order.
+    pub const ALL: [Svc; 4] = [Svc::Order, Svc::Inventory, Svc::Payment, Svc::Notify];
+
+    /// The binary's (and package's) name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Svc::Order => "order-svc",
+            Svc::Inventory => "inventory-svc",
+            Svc::Payment => "payment-svc",
+            Svc::Notify => "notify-svc",
+        }
+    }
+}
+
+/// Which build of the binaries to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `target/debug` (tests).
+    Debug,
+    /// `target/release` (benchmarks, long chaos runs).
+    Release,
+}
+
+/// How to start the system.
+#[derive(Clone, Debug)]
+pub struct SystemConfig {
+    /// `ORDER_SAGA_TIMEOUT_SECS`.
+    pub saga_timeout_secs: u64,
+    /// `PAYMENT_DEFAULT_BALANCE`.
+    pub default_balance: i64,
+    /// Replicas per service (0 = not started now; start it later with [`System::start_instance`]).
+    pub replicas: HashMap<Svc, usize>,
+    /// The build to run.
+    pub profile: Profile,
+    /// `RUST_LOG` of the services.
+    pub log_filter: String,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            saga_timeout_secs: 30,
+            default_balance: 100_000,
+            replicas: Svc::ALL.iter().map(|&svc| (svc, 1)).collect(),
+            profile: Profile::Debug,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// The workspace root (where `Cargo.toml` with `[workspace]` is).
+pub fn workspace_root() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.pop();
+    dir
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the four binaries once per process (a no-op when they are up to date) and returns
+/// their directory.
+pub fn build_binaries(profile: Profile) -> PathBuf {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (debug, release) = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = std::process::Command::new(cargo);
+        command
+            .current_dir(workspace_root())
+            .args(["build", "--quiet"]);
+        if profile == Profile::Release {
+            command.arg("--release");
+        }
+        for svc in Svc::ALL {
+            command.args(["-p", svc.binary()]);
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "building the service binaries failed");
+        (target_dir().join("debug"), target_dir().join("release"))
+    });
+    match profile {
+        Profile::Debug => debug.clone(),
+        Profile::Release => release.clone(),
+    }
+}
+
+/// One running (or stopped) process of a service.
+struct Instance {
+    svc: Svc,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// The running system and its private infrastructure, torn down when dropped.
+pub struct System {
+    config: SystemConfig,
+    binaries: PathBuf,
+    log_dir: PathBuf,
+    databases: HashMap<Svc, TestDatabase>,
+    vhost: TestVhost,
+    instances: Vec<Instance>,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+impl System {
+    /// Creates the databases and the vhost, builds the binaries and starts the configured
+    /// replicas; returns once every started instance is ready.
+    pub async fn start(config: SystemConfig) -> System {
+        let binaries = build_binaries(config.profile);
+        let mut databases = HashMap::new();
+        for svc in [Svc::Order, Svc::Inventory, Svc::Payment] {
+            databases.insert(svc, TestDatabase::create().await);
+        }
+        let vhost = TestVhost::create();
+        let log_dir = target_dir().join("system-logs").join(vhost.name());
+        std::fs::create_dir_all(&log_dir).expect("create the log directory");
+        let mut system = System {
+            config,
+            binaries,
+            log_dir,
+            databases,
+            vhost,
+            instances: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        for svc in Svc::ALL {
+            for _ in 0..system.config.replicas.get(&svc).copied().unwrap_or(1) {
+                system.add_instance(svc).await;
+            }
+        }
+        system
+    }
+
+    /// Adds and starts one more instance of `svc`; returns its index among `svc`'s instances.
+    pub async fn add_instance(&mut self, svc: Svc) -> usize {
+        self.instances.push(Instance {
+            svc,
+            port: free_port(),
+            child: None,
+        });
+        let replica = self
+            .instances
+            .iter()
+            .filter(|instance| instance.svc == svc)
+            .count()
+            - 1;
+        self.start_instance(svc, replica).await;
+        replica
+    }
+
+    fn instance_mut(&mut self, svc: Svc, replica: usize) -> &mut Instance {
+        self.instances
+            .iter_mut()
+            .filter(|instance| instance.svc == svc)
+            .nth(replica)
+            .expect("no such instance")
+    }
+
+    /// The environment `compose.yaml` gives `svc`, pointed at this system's infrastructure.
+    pub fn environment(&self, svc: Svc, port: u16) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AMQP_URL".to_owned(), self.vhost.url().to_owned()),
+            ("HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+            ("RUST_LOG".to_owned(), self.config.log_filter.clone()),
+            ("LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("STARTUP_TIMEOUT_SECS".to_owned(), "60".to_owned()),
+        ];
+        if let Some(database) = self.databases.get(&svc) {
+            env.push(("DATABASE_URL".to_owned(), database.url().to_owned()));
+        }
+        match svc {
+            Svc::Order => env.push((
+                "ORDER_SAGA_TIMEOUT_SECS".to_owned(),
+                self.config.saga_timeout_secs.to_string(),
+            )),
+            Svc::Payment => env.push((
+                "PAYMENT_DEFAULT_BALANCE".to_owned(),
+                self.config.default_balance.to_string(),
+            )),
+            Svc::Inventory | Svc::Notify => {}
+        }
+        env
+    }
+
+    /// (Re)starts a stopped instance and waits until it is ready.
+    pub async fn start_instance(&mut self, svc: Svc, replica: usize) {
+        let port = self.instance_mut(svc, replica).port;
+        let env = self.environment(svc, port);
+        let log_path = self.log_dir.join(format!("{}-{replica}.log", svc.binary()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open the service log");
+        let child = Command::new(self.binaries.join(svc.binary()))
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the service");
+        self.instance_mut(svc, replica).child = Some(child);
+        self.wait_ready(svc, replica, Duration::from_secs(60)).await;
+    }
+
+    /// Waits until the instance answers `/health/ready` with 200; panics (pointing at its log)
+    /// after `timeout` or if it exits.
+    pub async fn wait_ready(&mut self, svc: Svc, replica: usize, timeout: Duration) {
+        let url = format!("{}/health/ready", self.instance_url(svc, replica));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await
+                && response.status() == reqwest::StatusCode::OK
+            {
+                return;
+            }
+            let log = self.log_dir.join(format!("{}-{replica}.log", svc.binary()));
+            if let Some(child) = self.instance_mut(svc, replica).child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{} exited with {status} while starting; see {}",
+                    svc.binary(),
+                    log.display()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} was not ready within {timeout:?}; see {}",
+                svc.binary(),
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `SIGKILL`: the instance dies at once, mid-whatever.
+    pub async fn kill(&mut self, svc: Svc, replica: usize) {
+        if let Some(mut child) = self.instance_mut(svc, replica).child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// `SIGTERM`, then waits for the exit; returns its status.
+    pub async fn terminate(&mut self, svc: Svc, replica: usize) -> Option<ExitStatus> {
+        let mut child = self.instance_mut(svc, replica).child.take()?;
+        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                let _ = child.kill().await;
+                None
+            }
+        }
+    }
+
+    /// Whether the instance is running.
+    pub fn is_running(&mut self, svc: Svc, replica: usize) -> bool {
+        self.instance_mut(svc, replica).child.is_some()
+    }
+
+    /// The base URL of one instance.
+    pub fn instance_url(&self, svc: Svc, replica: usize) -> String {
+        let port = self
+            .instances
+            .iter()
+            .filter(|instance| instance.svc == svc)
+            .nth(replica)
+            .map(|instance| instance.port)
+            .expect("no such instance");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The base URL of `svc`'s first instance.
+    pub fn url(&self, svc: Svc) -> String {
+        self.instance_url(svc, 0)
+    }
+
+    /// How many instances `svc` has (running or not).
+    pub fn replicas(&self, svc: Svc) -> usize {
+        self.instances
+            .iter()
+            .filter(|instance| instance.svc == svc)
+            .count()
+    }
+
+    /// The database of a service that has one.
+    pub fn database(&self, svc: Svc) -> &TestDatabase {
+        self.databases
+            .get(&svc)
+            .expect("notify-svc has no database")
+    }
+
+    /// The system's vhost.
+    pub fn vhost(&self) -> &TestVhost {
+        &self.vhost
+    }
+
+    /// Where the instances' logs are.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Terminates every instance (`SIGTERM`) and returns the exit statuses.
+    pub async fn shutdown(&mut self) -> Vec<(Svc, Option<ExitStatus>)> {
+        let mut statuses = Vec::new();
+        let targets: Vec<(Svc, usize)> = Svc::ALL
+            .iter()
+            .flat_map(|&svc| (0..self.replicas(svc)).map(move |replica| (svc, replica)))
+            .collect();
+        for (svc, replica) in targets {
+            if self.is_running(svc, replica) {
+                statuses.push((svc, self.terminate(svc, replica).await));
+            }
+        }
+        statuses
+    }
+}
