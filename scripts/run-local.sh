@@ -141,6 +141,7 @@ start_one() {
         "AMQP_URL=$amqp_url"
         "HTTP_ADDR=127.0.0.1:${port[$svc]}"
         "STARTUP_TIMEOUT_SECS=${STARTUP_TIMEOUT_SECS:-60}"
+        "DATABASE_MAX_CONNECTIONS=${DATABASE_MAX_CONNECTIONS:-10}"
         "RUST_LOG=${RUST_LOG:-info}"
         "LOG_FORMAT=${LOG_FORMAT:-text}"
     )

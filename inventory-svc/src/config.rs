@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_kit::config::{
-    ConfigError, Lookup, environment_lookup, optional_parsed_from, required_from, socket_addr_from,
+    ConfigError, Lookup, database_max_connections_from, environment_lookup, optional_parsed_from,
+    required_from, socket_addr_from,
 };
 
 /// Every environment variable the service reads (checked against `compose.yaml` by a test).
 pub const ENVIRONMENT: &[&str] = &[
     "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
     "AMQP_URL",
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
@@ -29,6 +31,8 @@ pub struct Config {
     /// `STARTUP_TIMEOUT_SECS`, default 60: how long to retry an unreachable database or broker
     /// at start before giving up.
     pub startup_timeout: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`, default 10: the size of the database pool.
+    pub database_max_connections: u32,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
                 "STARTUP_TIMEOUT_SECS",
                 60u64,
             )?),
+            database_max_connections: database_max_connections_from(lookup)?,
         })
     }
 }

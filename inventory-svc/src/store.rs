@@ -1,5 +1,7 @@
 //! Stock in the database. Every function runs inside the caller's transaction; row locks are
-//! always taken in product-id order, so concurrent reservations cannot deadlock each other.
+//! always taken in product-id order, so concurrent reservations cannot deadlock each other —
+//! provided each transaction handles one message (a batch of several would take the rows of
+//! successive messages out of order: the service's consumer runs with batches of one).
 
 use std::collections::HashMap;
 

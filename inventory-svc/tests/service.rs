@@ -37,6 +37,7 @@ impl Service {
             amqp_url: vhost.url().to_owned(),
             http_addr: listener.local_addr().unwrap(),
             startup_timeout: Duration::from_secs(10),
+            database_max_connections: 4,
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(inventory_svc::run_with_listener(

@@ -27,7 +27,7 @@ pub mod store;
 use contracts::Service;
 use outbox::runtime::{BackgroundTasks, check_broker, connect_broker};
 use outbox::{ConsumerConfig, ConsumerRunner, InMemoryProcessor, Topology};
-use service_kit::entrypoint::{RunError, bind, service_router};
+use service_kit::entrypoint::{RunError, bind, serve_then, service_router};
 use service_kit::health::Readiness;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +36,9 @@ pub use config::{Config, ENVIRONMENT};
 
 /// Runs the service until `shutdown` is cancelled: binds `HTTP_ADDR` once the broker is ready.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let parts = start(&config, &shutdown).await?;
+    let (router, background) = start(&config, &shutdown).await?;
     let listener = bind(config.http_addr).await?;
-    parts.serve(listener, shutdown).await
+    serve_then(listener, router, shutdown, background.shutdown()).await
 }
 
 /// Like [`run`], on a listener the caller bound (tests bind port 0).
@@ -47,16 +47,14 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let parts = start(&config, &shutdown).await?;
-    parts.serve(listener, shutdown).await
+    let (router, background) = start(&config, &shutdown).await?;
+    serve_then(listener, router, shutdown, background.shutdown()).await
 }
 
-struct Started {
-    router: axum::Router,
-    background: BackgroundTasks,
-}
-
-async fn start(config: &Config, shutdown: &CancellationToken) -> Result<Started, RunError> {
+async fn start(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(axum::Router, BackgroundTasks), RunError> {
     let broker = connect_broker(
         &config.amqp_url,
         Topology::default(),
@@ -84,17 +82,5 @@ async fn start(config: &Config, shutdown: &CancellationToken) -> Result<Started,
         async move { check_broker(&broker).await }
     });
     let router = service_router(api::routes(notifications), readiness, "notify-svc")?;
-    Ok(Started { router, background })
-}
-
-impl Started {
-    async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), RunError> {
-        let served = service_kit::http::serve(listener, self.router, shutdown).await;
-        self.background.shutdown().await;
-        served.map_err(RunError::Serve)
-    }
+    Ok((router, background))
 }

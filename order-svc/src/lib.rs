@@ -23,29 +23,23 @@ pub mod validation;
 use std::time::Duration;
 
 use contracts::Service;
-use outbox::runtime::{
-    BackgroundTasks, check_broker, check_database, connect_broker, connect_database,
-};
-use outbox::{
-    ConsumerConfig, ConsumerRunner, OutboxPublisher, OutboxSignal, PoolOptions, PublisherConfig,
-    RetentionConfig, Topology, TransactionalProcessor, run_retention,
-};
-use service_kit::entrypoint::{RunError, bind, service_router};
+use outbox::runtime::{BackgroundTasks, Infrastructure, Messaging};
+use service_kit::entrypoint::{RunError, bind, serve_then, service_router};
 use service_kit::health::Readiness;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, ENVIRONMENT};
-
 /// How often the deadline sweeper looks for overdue orders.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+pub use config::{Config, ENVIRONMENT};
 
 /// Runs the service until `shutdown` is cancelled: binds `HTTP_ADDR` once the database and the
 /// broker are ready.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let parts = start(&config, &shutdown).await?;
+    let (router, background) = start(&config, &shutdown).await?;
     let listener = bind(config.http_addr).await?;
-    parts.serve(listener, shutdown).await
+    serve_then(listener, router, shutdown, background.shutdown()).await
 }
 
 /// Like [`run`], on a listener the caller bound (tests bind port 0).
@@ -54,48 +48,40 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let parts = start(&config, &shutdown).await?;
-    parts.serve(listener, shutdown).await
+    let (router, background) = start(&config, &shutdown).await?;
+    serve_then(listener, router, shutdown, background.shutdown()).await
 }
 
-struct Started {
-    router: axum::Router,
-    background: BackgroundTasks,
-}
-
-async fn start(config: &Config, shutdown: &CancellationToken) -> Result<Started, RunError> {
-    let db = connect_database::<migration::Migrator>(
-        &config.database_url,
-        &PoolOptions::default(),
-        config.startup_timeout,
+async fn start(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(axum::Router, BackgroundTasks), RunError> {
+    let infrastructure = Infrastructure {
+        database_url: &config.database_url,
+        amqp_url: &config.amqp_url,
+        startup_timeout: config.startup_timeout,
+        max_connections: config.database_max_connections,
+        // Each message touches one order, and an order's messages share a lane: batches
+        // save commits without contention.
+        max_batch: 64,
+        lanes: 2,
+    };
+    let mut messaging = Messaging::start::<migration::Migrator, _>(
+        Service::Order,
+        infrastructure,
+        handler::SagaHandler {
+            saga_timeout: config.saga_timeout,
+        },
         shutdown,
     )
     .await
     .map_err(RunError::startup)?;
-    let broker = connect_broker(
-        &config.amqp_url,
-        Topology::default(),
-        config.startup_timeout,
-        shutdown,
-    )
-    .await
-    .map_err(RunError::startup)?;
-    let signal = OutboxSignal::new();
-
-    let mut background = BackgroundTasks::new();
-    let handler = handler::SagaHandler {
-        saga_timeout: config.saga_timeout,
-    };
-    let processor = TransactionalProcessor::new(db.clone(), handler, signal.clone());
-    let consumer_config = ConsumerConfig {
-        connection_name: "order-svc consumer".into(),
-        ..ConsumerConfig::default()
-    };
-    let consumer = ConsumerRunner::new(broker.clone(), Service::Order, processor, consumer_config);
-    background.spawn_producer(|stop| consumer.run(stop));
-    let (sweeper_db, sweeper_signal, saga_timeout) =
-        (db.clone(), signal.clone(), config.saga_timeout);
-    background.spawn_producer(move |stop| {
+    let (sweeper_db, sweeper_signal, saga_timeout) = (
+        messaging.db.clone(),
+        messaging.signal.clone(),
+        config.saga_timeout,
+    );
+    messaging.background.spawn_producer(move |stop| {
         driver::run_sweeper(
             sweeper_db,
             sweeper_signal,
@@ -104,43 +90,20 @@ async fn start(config: &Config, shutdown: &CancellationToken) -> Result<Started,
             stop,
         )
     });
-    let retention_db = db.clone();
-    background.spawn_producer(|stop| run_retention(retention_db, RetentionConfig::default(), stop));
-    let publisher_config = PublisherConfig {
-        connection_name: "order-svc publisher".into(),
-        ..PublisherConfig::default()
-    };
-    let publisher =
-        OutboxPublisher::new(db.clone(), broker.clone(), signal.clone(), publisher_config);
-    background.spawn_relay(|stop| publisher.run(stop));
-
-    let (ready_db, ready_broker) = (db.clone(), broker);
-    let readiness = Readiness::new()
-        .with_check("database", move || {
-            let db = ready_db.clone();
-            async move { check_database(&db).await }
-        })
-        .with_check("broker", move || {
-            let broker = ready_broker.clone();
-            async move { check_broker(&broker).await }
+    let readiness = messaging
+        .probes()
+        .into_iter()
+        .fold(Readiness::new(), |readiness, (name, probe)| {
+            readiness.with_check(name, move || probe())
         });
-    let state = api::AppState {
-        db,
-        signal,
-        saga_timeout: config.saga_timeout,
-    };
-    let router = service_router(api::routes(state), readiness, "order-svc")?;
-    Ok(Started { router, background })
-}
-
-impl Started {
-    async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), RunError> {
-        let served = service_kit::http::serve(listener, self.router, shutdown).await;
-        self.background.shutdown().await;
-        served.map_err(RunError::Serve)
-    }
+    let router = service_router(
+        api::routes(api::AppState {
+            db: messaging.db.clone(),
+            signal: messaging.signal.clone(),
+            saga_timeout: config.saga_timeout,
+        }),
+        readiness,
+        "order-svc",
+    )?;
+    Ok((router, messaging.background))
 }

@@ -24,6 +24,7 @@ async fn start(saga_timeout: Duration) -> RunningService {
             amqp_url: env.amqp_url,
             http_addr: env.listener.local_addr().unwrap(),
             startup_timeout: Duration::from_secs(10),
+            database_max_connections: 4,
             saga_timeout,
         };
         order_svc::run_with_listener(config, env.listener, env.shutdown)

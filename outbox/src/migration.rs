@@ -131,6 +131,7 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), Db
 pub struct PoolOptions {
     /// Connections kept open even when idle, so that a burst never waits for new ones to be
     /// established (a fresh PostgreSQL connection costs tens of milliseconds).
+    /// Clamped to `max_connections`.
     pub min_connections: u32,
     /// The most connections the pool opens.
     pub max_connections: u32,
@@ -141,8 +142,8 @@ pub struct PoolOptions {
 impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
-            min_connections: 8,
-            max_connections: 16,
+            min_connections: 2,
+            max_connections: 10,
             acquire_timeout: std::time::Duration::from_secs(5),
         }
     }
@@ -154,7 +155,10 @@ impl Default for PoolOptions {
 pub async fn connect(url: &str, options: &PoolOptions) -> Result<DatabaseConnection, DbErr> {
     let mut connect = sea_orm::ConnectOptions::new(url);
     connect
-        .min_connections(options.min_connections)
+        .min_connections(std::cmp::min(
+            options.min_connections,
+            options.max_connections,
+        ))
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_timeout(std::time::Duration::from_secs(5))

@@ -213,3 +213,120 @@ impl BackgroundTasks {
         }
     }
 }
+
+/// A readiness probe: a named check a service's `/health/ready` runs.
+pub type Probe = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+/// Where a service's database and broker are, how long to wait for them at start, and how the
+/// service uses them.
+#[derive(Clone, Copy, Debug)]
+pub struct Infrastructure<'a> {
+    /// `DATABASE_URL`.
+    pub database_url: &'a str,
+    /// `AMQP_URL`.
+    pub amqp_url: &'a str,
+    /// `STARTUP_TIMEOUT_SECS`.
+    pub startup_timeout: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`: the pool's size.
+    pub max_connections: u32,
+    /// Deliveries handled per transaction. Batches save commits, but hold every row lock they
+    /// took until the batch commits: a service whose messages contend for a few hot rows
+    /// (stock per product, balance per customer) should use 1 and more lanes instead.
+    pub max_batch: usize,
+    /// Parallel consumer lanes (one order's messages always share a lane).
+    pub lanes: usize,
+}
+
+/// The messaging of a service with a database, running: its consumer (with the inbox), its
+/// relay, and retention, all stopped by [`BackgroundTasks::shutdown`].
+pub struct Messaging {
+    /// The service's database, migrated.
+    pub db: DatabaseConnection,
+    /// The broker, its topology declared.
+    pub broker: Broker,
+    /// Wakes the relay after a commit that enqueued messages.
+    pub signal: crate::OutboxSignal,
+    /// The running tasks; a service may add its own producers (sweepers).
+    pub background: BackgroundTasks,
+}
+
+impl Messaging {
+    /// Connects (retrying within the start-up timeout), migrates with `M`, and starts the
+    /// consumer of `service`'s queues with `handler`, the relay and retention.
+    pub async fn start<M: MigratorTrait, H: crate::Handler>(
+        service: contracts::Service,
+        infrastructure: Infrastructure<'_>,
+        handler: H,
+        shutdown: &CancellationToken,
+    ) -> Result<Messaging, StartupError> {
+        let pool = PoolOptions {
+            max_connections: infrastructure.max_connections,
+            ..PoolOptions::default()
+        };
+        let db = connect_database::<M>(
+            infrastructure.database_url,
+            &pool,
+            infrastructure.startup_timeout,
+            shutdown,
+        )
+        .await?;
+        let broker = connect_broker(
+            infrastructure.amqp_url,
+            Topology::default(),
+            infrastructure.startup_timeout,
+            shutdown,
+        )
+        .await?;
+        let signal = crate::OutboxSignal::new();
+        let mut background = BackgroundTasks::new();
+
+        let processor = crate::TransactionalProcessor::new(db.clone(), handler, signal.clone());
+        let consumer_config = crate::ConsumerConfig {
+            connection_name: format!("{service} consumer"),
+            max_batch: infrastructure.max_batch,
+            lanes: infrastructure.lanes,
+            ..crate::ConsumerConfig::default()
+        };
+        let consumer =
+            crate::ConsumerRunner::new(broker.clone(), service, processor, consumer_config);
+        background.spawn_producer(|stop| consumer.run(stop));
+        let retention_db = db.clone();
+        background.spawn_producer(|stop| {
+            crate::run_retention(retention_db, crate::RetentionConfig::default(), stop)
+        });
+        let publisher_config = crate::PublisherConfig {
+            connection_name: format!("{service} publisher"),
+            ..crate::PublisherConfig::default()
+        };
+        let publisher = crate::OutboxPublisher::new(
+            db.clone(),
+            broker.clone(),
+            signal.clone(),
+            publisher_config,
+        );
+        background.spawn_relay(|stop| publisher.run(stop));
+        Ok(Messaging {
+            db,
+            broker,
+            signal,
+            background,
+        })
+    }
+
+    /// The readiness probes: the database answers, the broker accepts a connection.
+    pub fn probes(&self) -> Vec<(&'static str, Probe)> {
+        let db = self.db.clone();
+        let broker = self.broker.clone();
+        let database: Probe = std::sync::Arc::new(move || {
+            let db = db.clone();
+            Box::pin(async move { check_database(&db).await })
+        });
+        let broker: Probe = std::sync::Arc::new(move || {
+            let broker = broker.clone();
+            Box::pin(async move { check_broker(&broker).await })
+        });
+        vec![("database", database), ("broker", broker)]
+    }
+}

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use contracts::Money;
 use service_kit::config::{
-    ConfigError, Lookup, environment_lookup, optional_parsed_from, required_from, socket_addr_from,
+    ConfigError, Lookup, database_max_connections_from, environment_lookup, optional_parsed_from,
+    required_from, socket_addr_from,
 };
 
 /// Every environment variable the service reads (checked against `compose.yaml` by a test).
 pub const ENVIRONMENT: &[&str] = &[
     "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
     "AMQP_URL",
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
@@ -35,6 +37,8 @@ pub struct Config {
     /// `STARTUP_TIMEOUT_SECS`, default 60: how long to retry an unreachable database or broker
     /// at start before giving up.
     pub startup_timeout: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`, default 10: the size of the database pool.
+    pub database_max_connections: u32,
     /// `PAYMENT_DEFAULT_BALANCE`, default [`DEFAULT_BALANCE`]: the balance, in minor units, an
     /// account opens with when a customer is first charged.
     pub default_balance: Money,
@@ -57,6 +61,7 @@ impl Config {
                 "STARTUP_TIMEOUT_SECS",
                 60u64,
             )?),
+            database_max_connections: database_max_connections_from(lookup)?,
             default_balance: money_from(lookup, "PAYMENT_DEFAULT_BALANCE", DEFAULT_BALANCE)?,
         })
     }
@@ -130,6 +135,7 @@ mod tests {
     #[test]
     fn environment_lists_every_variable() {
         assert!(ENVIRONMENT.contains(&"PAYMENT_DEFAULT_BALANCE"));
-        assert_eq!(ENVIRONMENT.len(), 7);
+        assert!(ENVIRONMENT.contains(&"DATABASE_MAX_CONNECTIONS"));
+        assert_eq!(ENVIRONMENT.len(), 8);
     }
 }

@@ -63,6 +63,7 @@ impl Service {
             amqp_url: vhost.url().to_owned(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             startup_timeout: Duration::from_secs(10),
+            database_max_connections: 4,
             default_balance: Money::new(DEFAULT_BALANCE).unwrap(),
         };
         let (base, shutdown) = spawn_instance(config.clone()).await;

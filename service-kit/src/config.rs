@@ -154,3 +154,17 @@ where
         }),
     }
 }
+
+/// `DATABASE_MAX_CONNECTIONS` through `lookup`: the size of a service's database pool (default
+/// 10, at least 1). Every replica of every service shares the server's connection limit.
+pub fn database_max_connections_from(lookup: Lookup<'_>) -> Result<u32, ConfigError> {
+    let size: u32 = optional_parsed_from(lookup, "DATABASE_MAX_CONNECTIONS", 10)?;
+    if size == 0 {
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_MAX_CONNECTIONS",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(size)
+}

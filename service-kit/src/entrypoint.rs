@@ -60,6 +60,19 @@ pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, RunErr
         .map_err(|source| RunError::Bind { address, source })
 }
 
+/// Serves `router` until `shutdown`, then runs `then` (stopping the service's background
+/// work: consumers first, the relay last) before returning.
+pub async fn serve_then(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    then: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let served = crate::http::serve(listener, router, shutdown).await;
+    then.await;
+    served.map_err(RunError::Serve)
+}
+
 /// The whole `main` of a service: telemetry, configuration, signals, `run`; every failure is
 /// logged (and printed, in case logging is what failed) and turns into a non-zero exit code.
 pub async fn main<C, E, F, Fut>(

@@ -114,7 +114,13 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         let limit = self.limit;
         if declared_content_length(request.headers()).is_some_and(|length| length > limit as u64) {
-            let response = payload_too_large(Some(RequestBodyLimit(limit))).into_response();
+            let mut response = payload_too_large(Some(RequestBodyLimit(limit))).into_response();
+            // The body is left unread, so the connection cannot carry another request: say so,
+            // or a client reusing it sends its next request into a closing socket.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
             return Box::pin(std::future::ready(Ok(response)));
         }
         DefaultBodyLimit::disable().apply(&mut request);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use system_tests::{Client, new_customer, timeline};
+use testkit::client::{Client, new_customer, timeline};
 use testkit::system::{Svc, System, SystemConfig};
 
 const PATIENCE: Duration = Duration::from_secs(60);

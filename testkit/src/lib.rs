@@ -11,6 +11,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bus;
+pub mod client;
 pub mod service;
 pub mod system;
 
@@ -201,6 +202,15 @@ impl TestVhost {
 
     /// How many messages are ready in `queue` of this vhost.
     pub fn queue_depth(&self, queue: &str) -> u64 {
+        self.queue_depths()
+            .into_iter()
+            .find(|(name, _)| name == queue)
+            .map(|(_, depth)| depth)
+            .unwrap_or(0)
+    }
+
+    /// Every queue of this vhost with its messages (ready and unacknowledged).
+    pub fn queue_depths(&self) -> Vec<(String, u64)> {
         let listing = rabbitmqctl(&[
             "-q",
             "list_queues",
@@ -213,9 +223,13 @@ impl TestVhost {
         listing
             .lines()
             .filter_map(|line| line.split_once('\t'))
-            .find(|(name, _)| *name == queue)
-            .map(|(_, count)| count.trim().parse().expect("message count"))
-            .unwrap_or(0)
+            .map(|(name, count)| {
+                (
+                    name.to_owned(),
+                    count.trim().parse().expect("message count"),
+                )
+            })
+            .collect()
     }
 }
 

@@ -95,27 +95,48 @@ fn target_dir() -> PathBuf {
 /// Builds the four binaries once per process (a no-op when they are up to date) and returns
 /// their directory.
 pub fn build_binaries(profile: Profile) -> PathBuf {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    let (debug, release) = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = std::process::Command::new(cargo);
-        command
-            .current_dir(workspace_root())
-            .args(["build", "--quiet"]);
-        if profile == Profile::Release {
-            command.arg("--release");
+    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
+    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
+    let built = match profile {
+        Profile::Debug => &DEBUG,
+        Profile::Release => &RELEASE,
+    };
+    built
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = std::process::Command::new(cargo);
+            command
+                .current_dir(workspace_root())
+                .args(["build", "--quiet"]);
+            if profile == Profile::Release {
+                command.arg("--release");
+            }
+            for svc in Svc::ALL {
+                command.args(["-p", svc.binary()]);
+            }
+            let status = command.status().expect("run cargo build");
+            assert!(status.success(), "building the service binaries failed");
+            target_dir().join(match profile {
+                Profile::Debug => "debug",
+                Profile::Release => "release",
+            })
+        })
+        .clone()
+}
+
+/// Waits until `base_url` answers `/health/ready` with 200; `false` after `timeout`.
+pub async fn wait_until_ready(base_url: &str, timeout: Duration) -> bool {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(format!("{base_url}/health/ready")).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            return true;
         }
-        for svc in Svc::ALL {
-            command.args(["-p", svc.binary()]);
-        }
-        let status = command.status().expect("run cargo build");
-        assert!(status.success(), "building the service binaries failed");
-        (target_dir().join("debug"), target_dir().join("release"))
-    });
-    match profile {
-        Profile::Debug => debug.clone(),
-        Profile::Release => release.clone(),
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    false
 }
 
 /// One running (or stopped) process of a service.
@@ -208,6 +229,8 @@ impl System {
         ];
         if let Some(database) = self.databases.get(&svc) {
             env.push(("DATABASE_URL".to_owned(), database.url().to_owned()));
+            // Small pools: many instances and tests share the server's 100 connections.
+            env.push(("DATABASE_MAX_CONNECTIONS".to_owned(), "6".to_owned()));
         }
         match svc {
             Svc::Order => env.push((
@@ -225,6 +248,12 @@ impl System {
 
     /// (Re)starts a stopped instance and waits until it is ready.
     pub async fn start_instance(&mut self, svc: Svc, replica: usize) {
+        self.spawn_instance(svc, replica);
+        self.wait_ready(svc, replica, Duration::from_secs(60)).await;
+    }
+
+    /// (Re)starts a stopped instance without waiting for it (see [`wait_until_ready`]).
+    pub fn spawn_instance(&mut self, svc: Svc, replica: usize) {
         let port = self.instance_mut(svc, replica).port;
         let env = self.environment(svc, port);
         let log_path = self.log_dir.join(format!("{}-{replica}.log", svc.binary()));
@@ -242,7 +271,6 @@ impl System {
             .spawn()
             .expect("spawn the service");
         self.instance_mut(svc, replica).child = Some(child);
-        self.wait_ready(svc, replica, Duration::from_secs(60)).await;
     }
 
     /// Waits until the instance answers `/health/ready` with 200; panics (pointing at its log)
@@ -299,8 +327,12 @@ impl System {
     }
 
     /// Whether the instance is running.
-    pub fn is_running(&mut self, svc: Svc, replica: usize) -> bool {
-        self.instance_mut(svc, replica).child.is_some()
+    pub fn is_running(&self, svc: Svc, replica: usize) -> bool {
+        self.instances
+            .iter()
+            .filter(|instance| instance.svc == svc)
+            .nth(replica)
+            .is_some_and(|instance| instance.child.is_some())
     }
 
     /// The base URL of one instance.

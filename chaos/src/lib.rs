@@ -1,0 +1,18 @@
+//! The chaos harness: proves, with a repeatable run, that no order is lost or stuck and no stock
+//! or money leaks when services crash, the broker or the database goes away, and messages
+//! arrive duplicated or malformed.
+//!
+//! A run starts the four services as separate processes against fresh databases and a fresh
+//! vhost ([`testkit::system`]), sets its own stock and balances, drives a steady stream of orders
+//! ([`drive`]) while [`faults`] kills and restarts services, cuts the broker and the database,
+//! republishes delivered messages and publishes poison onto every consumer queue; then it waits
+//! for quiescence and checks the [`invariants`] from the databases and the broker.
+
+pub mod args;
+pub mod drive;
+pub mod faults;
+pub mod invariants;
+pub mod rng;
+pub mod world;
+
+pub use args::Args;

@@ -1,0 +1,260 @@
+//! loadgen against the real system: the four services as processes with fresh databases and a
+//! fresh vhost. Asserts on behaviour only (never on timings): every order terminal with its
+//! intended outcome, counts that add up, ordered percentiles, the JSON and SVG files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use loadgen::{Config, Intent, Report, Status};
+use testkit::system::{Svc, System, SystemConfig};
+
+/// A scratch directory for the output files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!("loadgen-smoke-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs loadgen with `load` (shape and limit) against `system`, writing into `scratch`.
+async fn run(system: &System, scratch: &Scratch, load: &[&str]) -> Report {
+    let (order, inventory, payment) = (
+        system.url(Svc::Order),
+        system.url(Svc::Inventory),
+        system.url(Svc::Payment),
+    );
+    let (json, svg) = (scratch.path("report.json"), scratch.path("report.svg"));
+    let mut args = vec![
+        "loadgen".to_owned(),
+        "--order-url".to_owned(),
+        order,
+        "--inventory-url".to_owned(),
+        inventory,
+        "--payment-url".to_owned(),
+        payment,
+        "--amqp-url".to_owned(),
+        system.vhost().url().to_owned(),
+        "--json".to_owned(),
+        json.display().to_string(),
+        "--svg".to_owned(),
+        svg.display().to_string(),
+        "--quiet".to_owned(),
+    ];
+    args.extend(load.iter().map(|arg| (*arg).to_owned()));
+    let config = Config::try_parse_from(args).unwrap();
+    loadgen::run(config).await.unwrap()
+}
+
+/// Everything a correct run of `expected_attempts` orders against a healthy system shows.
+fn check(report: &Report, scratch: &Scratch, expected_attempts: u64) {
+    let table = loadgen::report::table(report);
+    println!("{table}");
+    let counts = report.counts;
+    assert!(report.passed, "the run failed:\n{table}");
+    assert!(report.failures.is_empty() && report.failure_count == 0);
+
+    // Counts add up.
+    assert_eq!(counts.attempted, expected_attempts, "{table}");
+    assert_eq!(counts.http_errors, 0, "{table}");
+    assert_eq!(counts.created, counts.attempted - counts.http_errors);
+    assert_eq!(counts.unobserved, 0);
+    assert_eq!(counts.wrong_outcome, 0);
+    assert_eq!(counts.created, counts.completed + counts.cancelled);
+    assert_eq!(
+        counts.completed + counts.cancelled,
+        counts.terminal_by_event + counts.terminal_by_lookup
+    );
+
+    // Every intent was exercised and every order of it ended as intended.
+    let mut created = 0;
+    for row in &report.outcomes {
+        assert!(row.expected > 0, "no order meant to {}", row.intent);
+        assert_eq!(row.as_expected, row.expected, "{table}");
+        assert_eq!(row.not_terminal, 0);
+        assert_eq!(row.completed + row.cancelled, row.expected);
+        created += row.expected;
+        match row.intent {
+            Intent::Complete => assert_eq!(row.expected_status, Status::Completed),
+            Intent::FailStock | Intent::FailPayment => {
+                assert_eq!(row.expected_status, Status::Cancelled);
+            }
+        }
+    }
+    assert_eq!(created, counts.created);
+    let complete = report
+        .outcomes
+        .iter()
+        .find(|row| row.intent == Intent::Complete)
+        .unwrap();
+    assert_eq!(complete.expected, counts.completed);
+
+    // Percentiles are ordered; the per-second and histogram data account for every sample.
+    for summary in [report.post_latency_ms, report.terminal_latency_ms] {
+        let summary = summary.expect("latency samples");
+        assert!(summary.min <= summary.p50, "{summary:?}");
+        assert!(summary.p50 <= summary.p95, "{summary:?}");
+        assert!(summary.p95 <= summary.p99, "{summary:?}");
+        assert!(summary.p99 <= summary.max, "{summary:?}");
+        assert!(summary.min >= 0.0);
+    }
+    assert_eq!(report.post_latency_ms.unwrap().count as u64, counts.created);
+    assert_eq!(
+        report.terminal_latency_ms.unwrap().count as u64,
+        counts.terminal_by_event
+    );
+    let histogram: u64 = report
+        .terminal_latency_histogram_ms
+        .iter()
+        .map(|bin| bin.count)
+        .sum();
+    assert_eq!(histogram, counts.terminal_by_event);
+    let sent: u64 = report.per_second.iter().map(|second| second.sent).sum();
+    assert_eq!(sent, counts.attempted);
+    let ended: u64 = report
+        .per_second
+        .iter()
+        .map(|second| second.completed + second.cancelled)
+        .sum();
+    assert_eq!(ended, counts.terminal_by_event);
+    assert!(report.throughput.completed_per_sec > 0.0);
+    assert!(report.throughput.terminal_per_sec >= report.throughput.completed_per_sec);
+    assert!(report.phases.send_secs <= report.phases.drive_secs);
+    assert!(report.phases.drive_secs <= report.phases.span_secs);
+    assert!(report.phases.span_secs <= report.phases.total_secs);
+
+    // The JSON file is the report (floats compared to their last digit: JSON text is decimal).
+    let json = std::fs::read_to_string(scratch.path("report.json")).unwrap();
+    let parsed: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed.counts, report.counts);
+    assert_eq!(parsed.outcomes, report.outcomes);
+    assert_eq!(parsed.run_id, report.run_id);
+    assert_eq!(parsed.per_second.len(), report.per_second.len());
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_close(&value, &serde_json::to_value(report).unwrap(), "report");
+    assert_eq!(value["passed"], true);
+    assert_eq!(value["counts"]["created"], counts.created);
+
+    // The SVG file is one self-contained SVG document.
+    let svg = std::fs::read_to_string(scratch.path("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains(&report.run_id));
+    assert!(
+        svg.contains("<polyline") || svg.contains("<circle"),
+        "no data drawn"
+    );
+    assert!(svg.contains("<rect"), "no histogram bar");
+    assert!(!svg.contains("<script") && !svg.contains("href="));
+}
+
+/// `actual` equals `expected`, numbers within a relative 1e-12.
+fn assert_close(actual: &serde_json::Value, expected: &serde_json::Value, path: &str) {
+    use serde_json::Value;
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(b)) => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(b.abs()),
+                "{path}: {a} != {b}"
+            );
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{path}");
+            for (index, (a, b)) in a.iter().zip(b).enumerate() {
+                assert_close(a, b, &format!("{path}[{index}]"));
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{path}"
+            );
+            for (key, a) in a {
+                assert_close(a, &b[key], &format!("{path}.{key}"));
+            }
+        }
+        (a, b) => assert_eq!(a, b, "{path}"),
+    }
+}
+
+/// The two scenarios start a system each; one at a time keeps the machine (2 cores) from
+/// being the bottleneck.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The load's data: the defaults (several products and customers shared by all orders), so
+/// that concurrent sagas contend for the same stock and account rows as in production.
+const DATA: [&str; 0] = [];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_loop_orders_all_end_as_intended() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let system = System::start(SystemConfig::default()).await;
+    let scratch = Scratch::new();
+    let report = run(
+        &system,
+        &scratch,
+        &[&["--rate", "20", "--duration", "3"][..], &DATA].concat(),
+    )
+    .await;
+    // Orders are due at k / 20 s for k / 20 < 3: exactly 60, whatever the timing.
+    check(&report, &scratch, 60);
+    assert_eq!(report.load.shape, "open");
+    assert_eq!(report.counts.dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_loop_orders_all_end_as_intended() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let system = System::start(SystemConfig::default()).await;
+    let scratch = Scratch::new();
+    let report = run(
+        &system,
+        &scratch,
+        &[&["--concurrency", "4", "--orders", "30"][..], &DATA].concat(),
+    )
+    .await;
+    check(&report, &scratch, 30);
+    assert_eq!(report.load.shape, "closed");
+}
+
+#[tokio::test]
+async fn a_vhost_without_the_services_is_refused_at_once() {
+    let vhost = testkit::TestVhost::create();
+    let config = Config::try_parse_from([
+        "loadgen",
+        "--amqp-url",
+        vhost.url(),
+        "--rate",
+        "1",
+        "--orders",
+        "1",
+        "--quiet",
+    ])
+    .unwrap();
+    let error = loadgen::run(config).await.unwrap_err();
+    assert!(
+        matches!(error, loadgen::Error::NoExchange { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("is --amqp-url the vhost"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("guest:guest"), "{error}");
+}

@@ -1,0 +1,212 @@
+//! A client of the running system for end-to-end tests and tools: the calls a user makes with
+//! curl, with the answers as JSON.
+
+use std::time::Duration;
+
+use crate::system::{Svc, System};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Terminal order statuses.
+pub const TERMINAL: [&str; 2] = ["Completed", "Cancelled"];
+
+/// HTTP calls against a [`System`].
+pub struct Client {
+    http: reqwest::Client,
+    order: String,
+    inventory: String,
+    payment: String,
+    notify: String,
+}
+
+impl Client {
+    /// A client of `system`'s first instances.
+    pub fn new(system: &System) -> Client {
+        Client::new_for_replica(system, 0)
+    }
+
+    /// A client of `system`'s `replica`-th instances (the first where a service has fewer; a
+    /// service with no instance yet gets an address that refuses connections).
+    pub fn new_for_replica(system: &System, replica: usize) -> Client {
+        let url = |svc: Svc| {
+            let replicas = system.replicas(svc);
+            match replicas {
+                0 => String::from("http://127.0.0.1:9"),
+                _ => system.instance_url(svc, replica.min(replicas - 1)),
+            }
+        };
+        Client {
+            http: reqwest::Client::new(),
+            order: url(Svc::Order),
+            inventory: url(Svc::Inventory),
+            payment: url(Svc::Payment),
+            notify: url(Svc::Notify),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `PUT /products/{id}` on inventory.
+    pub async fn set_stock(&self, product_id: &str, available: i64) {
+        let (status, body) = self
+            .send(
+                self.http
+                    .put(format!("{}/products/{product_id}", self.inventory))
+                    .json(&json!({ "available": available })),
+            )
+            .await;
+        assert!(status.is_success(), "set stock: {status} {body}");
+    }
+
+    /// `GET /products/{id}` on inventory: (available, reserved, committed).
+    pub async fn stock(&self, product_id: &str) -> (i64, i64, i64) {
+        let (_, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/products/{product_id}", self.inventory)),
+            )
+            .await;
+        (
+            body["available"].as_i64().unwrap(),
+            body["reserved"].as_i64().unwrap(),
+            body["committed"].as_i64().unwrap(),
+        )
+    }
+
+    /// `PUT /accounts/{id}` on payment.
+    pub async fn set_balance(&self, customer_id: &str, balance: i64) {
+        let (status, body) = self
+            .send(
+                self.http
+                    .put(format!("{}/accounts/{customer_id}", self.payment))
+                    .json(&json!({ "balance": balance })),
+            )
+            .await;
+        assert!(status.is_success(), "set balance: {status} {body}");
+    }
+
+    /// `GET /accounts/{id}` on payment: the balance.
+    pub async fn balance(&self, customer_id: &str) -> i64 {
+        let (_, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/accounts/{customer_id}", self.payment)),
+            )
+            .await;
+        body["balance"].as_i64().unwrap()
+    }
+
+    /// `GET /payments/{order_id}` on payment.
+    pub async fn payment(&self, order_id: &str) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .get(format!("{}/payments/{order_id}", self.payment)),
+        )
+        .await
+    }
+
+    /// `GET /notifications?order_id=` on notify.
+    pub async fn notifications(&self, order_id: &str) -> Vec<Value> {
+        let (_, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/notifications?order_id={order_id}", self.notify)),
+            )
+            .await;
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `POST /orders` with the given lines `(product, quantity, unit price)`.
+    pub async fn place(
+        &self,
+        customer_id: &str,
+        lines: &[(&str, i64, i64)],
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(product, quantity, price)| json!({"product_id": product, "quantity": quantity, "unit_price": price}))
+            .collect();
+        let mut request = self
+            .http
+            .post(format!("{}/orders", self.order))
+            .json(&json!({ "customer_id": customer_id, "items": items }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    /// `GET /orders/{id}`.
+    pub async fn order(&self, order_id: &str) -> Value {
+        self.send(self.http.get(format!("{}/orders/{order_id}", self.order)))
+            .await
+            .1
+    }
+
+    /// Any request to order-svc, for the error cases.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.order));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Polls the order until it is terminal; panics after `timeout`.
+    pub async fn wait_terminal(&self, order_id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let order = self.order(order_id).await;
+            if TERMINAL.iter().any(|status| order["status"] == *status) {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} not terminal: {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `(from, event, to)` of each timeline step.
+pub fn timeline(order: &Value) -> Vec<(String, String, String)> {
+    order["timeline"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|step| {
+                    (
+                        step["from"].as_str().unwrap_or_default().to_owned(),
+                        step["event"].as_str().unwrap_or_default().to_owned(),
+                        step["to"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A fresh customer id.
+pub fn new_customer() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
