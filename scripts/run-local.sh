@@ -8,6 +8,7 @@
 # Environment (defaults in brackets):
 #   PG_URL_BASE        [postgres://postgres@127.0.0.1:5432]  server URL without a database;
 #                      the databases orders, inventory and payments are created if missing
+#   DATABASE_SUFFIX    [] appended to the database names (the benchmark uses its own databases)
 #   AMQP_URL           [amqp://guest:guest@127.0.0.1:5672/%2f]
 #   RUST_LOG [info], LOG_FORMAT [text], STARTUP_TIMEOUT_SECS [60],
 #   ORDER_SAGA_TIMEOUT_SECS [30], PAYMENT_DEFAULT_BALANCE [100000], NOTIFY_MAX_NOTIFICATIONS [10000]
@@ -22,7 +23,8 @@ run_dir="$root/target/run-local"
 
 services=(order-svc inventory-svc payment-svc notify-svc)
 declare -A port=([order-svc]=8080 [inventory-svc]=8081 [payment-svc]=8082 [notify-svc]=8083)
-declare -A database=([order-svc]=orders [inventory-svc]=inventory [payment-svc]=payments)
+suffix=${DATABASE_SUFFIX:-}
+declare -A database=([order-svc]="orders$suffix" [inventory-svc]="inventory$suffix" [payment-svc]="payments$suffix")
 
 pg_url_base=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
 pg_url_base=${pg_url_base%/}
@@ -75,7 +77,7 @@ ready() {
 create_databases() {
     local db exists
     command -v psql >/dev/null || die "psql is not installed"
-    for db in orders inventory payments; do
+    for db in "orders$suffix" "inventory$suffix" "payments$suffix"; do
         exists=$(psql "$pg_url_base/postgres" -X -q -v ON_ERROR_STOP=1 -tA \
             -c "SELECT 1 FROM pg_database WHERE datname = '$db'") ||
             die "cannot query PostgreSQL at $pg_url_base (is it running? set PG_URL_BASE)"

@@ -3,7 +3,8 @@
 //! vhost (the servers on 127.0.0.1). Prints a Markdown table for BENCHMARKS.md.
 //!
 //! Sizes can be changed with `RELAY_BENCH_MESSAGES` (default 20000) and
-//! `RELAY_BENCH_RATE_SECONDS` (default 10). `RELAY_BENCH_ONLY_LATENCY=1` runs only the 500 msg/s
+//! `RELAY_BENCH_RATE_SECONDS` (default 10). `RELAY_BENCH_ONLY_RAW=1` runs only the raw broker
+//! limits; `RELAY_BENCH_ONLY_LATENCY=1` runs only the 500 msg/s
 //! latency part; `RELAY_BENCH_DEBUG=1` splits its latency into enqueue → consumer start and
 //! consumer start → commit.
 
@@ -111,6 +112,51 @@ async fn raw_publish_with_confirms(messages: u64, window: u64) -> f64 {
                 assert!(confirm.await.unwrap().is_ack());
             }
         }
+    }
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    let _ = connection.close(200, "done".into()).await;
+    rate
+}
+
+/// Consumes and acknowledges a backlog of persistent messages in a quorum queue.
+async fn raw_consume_and_ack(messages: u64) -> f64 {
+    use futures::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+    let vhost = TestVhost::create();
+    let connection = Connection::connect(vhost.url(), ConnectionProperties::default()).await.unwrap();
+    let channel = Broker::confirm_channel(&connection).await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), lapin::types::AMQPValue::LongString("quorum".into()));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare("raw".into(), durable, arguments).await.unwrap();
+    let body = vec![b'x'; 200];
+    let mut pending = Vec::new();
+    for sent in 1..=messages {
+        let properties = BasicProperties::default().with_delivery_mode(2);
+        let confirm = channel
+            .basic_publish("".into(), "raw".into(), BasicPublishOptions::default(), &body, properties)
+            .await
+            .unwrap();
+        pending.push(confirm);
+        if sent % 256 == 0 || sent == messages {
+            for confirm in pending.drain(..) {
+                confirm.await.unwrap();
+            }
+        }
+    }
+    let consumer_channel = connection.create_channel().await.unwrap();
+    consumer_channel.basic_qos(256, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = consumer_channel
+        .basic_consume("raw".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..messages {
+        let delivery = consumer.next().await.unwrap().unwrap();
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
     }
     let rate = messages as f64 / started.elapsed().as_secs_f64();
     let _ = connection.close(200, "done".into()).await;
