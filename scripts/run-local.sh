@@ -9,6 +9,7 @@
 #   PG_URL_BASE        [postgres://postgres@127.0.0.1:5432]  server URL without a database;
 #                      the databases orders, inventory and payments are created if missing
 #   DATABASE_SUFFIX    [] appended to the database names (the benchmark uses its own databases)
+#   DATABASE_URL_PARAMS [sslmode=disable] query parameters of DATABASE_URL (no TLS on loopback)
 #   AMQP_URL           [amqp://guest:guest@127.0.0.1:5672/%2f]
 #   RUST_LOG [info], LOG_FORMAT [text], STARTUP_TIMEOUT_SECS [60],
 #   ORDER_SAGA_TIMEOUT_SECS [30], PAYMENT_DEFAULT_BALANCE [100000], NOTIFY_MAX_NOTIFICATIONS [10000]
@@ -24,6 +25,8 @@ run_dir="$root/target/run-local"
 services=(order-svc inventory-svc payment-svc notify-svc)
 declare -A port=([order-svc]=8080 [inventory-svc]=8081 [payment-svc]=8082 [notify-svc]=8083)
 suffix=${DATABASE_SUFFIX:-}
+# TLS to a server on loopback costs CPU and protects nothing.
+url_params=${DATABASE_URL_PARAMS-sslmode=disable}
 declare -A database=([order-svc]="orders$suffix" [inventory-svc]="inventory$suffix" [payment-svc]="payments$suffix")
 
 pg_url_base=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
@@ -148,7 +151,7 @@ start_one() {
         "LOG_FORMAT=${LOG_FORMAT:-text}"
     )
     if [[ -n ${database[$svc]:-} ]]; then
-        environment+=("DATABASE_URL=$pg_url_base/${database[$svc]}")
+        environment+=("DATABASE_URL=$pg_url_base/${database[$svc]}${url_params:+?$url_params}")
     fi
     case $svc in
     order-svc) environment+=("ORDER_SAGA_TIMEOUT_SECS=${ORDER_SAGA_TIMEOUT_SECS:-30}") ;;

@@ -375,3 +375,45 @@ async fn concurrent_orders_for_the_last_units_never_oversell() {
     assert_eq!((reserved, failed), (5, 35));
     assert_eq!(service.stock("last-units").await, (0, 5, 0));
 }
+
+/// Regression: with several messages per transaction, reservations took hot product rows out of
+/// order across messages and deadlocked each other under load (each deadlock stalls a second).
+/// Concurrent multi-line orders over shared products must not cause a single deadlock.
+#[tokio::test]
+async fn concurrent_multi_product_orders_never_deadlock() {
+    let service = Service::start().await;
+    let mut bus = service.bus().await;
+    let products = ["hot-a", "hot-b", "hot-c", "hot-d"];
+    for product in products {
+        service.set_stock(product, 1_000_000).await;
+    }
+    let mut orders = 0;
+    for index in 0..240usize {
+        // Every order takes two or three products, in rotating order.
+        let lines: Vec<(&str, i64)> = (0..2 + index % 2)
+            .map(|offset| (products[(index + offset * 3) % 4], 1))
+            .collect();
+        bus.publish_message(&order(&lines)).await;
+        orders += 1;
+    }
+    for _ in 0..orders {
+        assert!(matches!(
+            bus.next(PATIENCE).await.payload,
+            AnyMessage::StockReserved(_)
+        ));
+    }
+    let database = service._database.connect().await;
+    let deadlocks = sea_orm::ConnectionTrait::query_one_raw(
+        &database,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap();
+    assert_eq!(deadlocks, 0, "reservations deadlocked");
+}

@@ -10,8 +10,8 @@ use saga_core::Outcome;
 use saga_core::order::{ORDER_SAGA, OrderEffect, OrderEvent, OrderState};
 use saga_core::{Label, PathError};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Statement, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -109,38 +109,37 @@ pub async fn apply<C: ConnectionTrait>(
     let version = found.version + 1;
     let cancellation_reason =
         (after == OrderState::Cancelled && before != OrderState::Cancelled).then(|| why.clone());
-    let updated = db
+    let effect_names: Vec<&str> = effects.iter().map(|effect| effect.name()).collect();
+    // The versioned update and the timeline row in one statement (one round trip): the row is
+    // written only if the update won, so a lost race leaves no trace.
+    let stepped = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE orders
-             SET status = $1, version = $2, updated_at = now(),
-                 cancellation_reason = COALESCE(cancellation_reason, $3)
-             WHERE id = $4 AND version = $5",
+            "WITH stepped AS (
+                 UPDATE orders
+                 SET status = $1, version = $2, updated_at = now(),
+                     cancellation_reason = COALESCE(cancellation_reason, $3)
+                 WHERE id = $4 AND version = $5
+                 RETURNING id
+             )
+             INSERT INTO order_transitions (order_id, seq, from_state, to_state, event, effects, message_id, at)
+             SELECT id, $2, $6, $1, $7, $8, $9, clock_timestamp() FROM stepped",
             [
                 after.name().into(),
                 version.into(),
                 cancellation_reason.into(),
                 order_id.as_uuid().into(),
                 found.version.into(),
+                before.name().into(),
+                heard.event.name().into(),
+                serde_json::json!(effect_names).into(),
+                message_id.map(|id| id.as_uuid()).into(),
             ],
         ))
         .await?;
-    if updated.rows_affected() != 1 {
+    if stepped.rows_affected() != 1 {
         return Err(ApplyError::Conflict);
     }
-    let effect_names: Vec<&str> = effects.iter().map(|effect| effect.name()).collect();
-    order_transition::Entity::insert(order_transition::ActiveModel {
-        order_id: ActiveValue::Set(order_id.as_uuid()),
-        seq: ActiveValue::Set(version),
-        from_state: ActiveValue::Set(before.name().to_owned()),
-        to_state: ActiveValue::Set(after.name().to_owned()),
-        event: ActiveValue::Set(heard.event.name().to_owned()),
-        effects: ActiveValue::Set(serde_json::json!(effect_names)),
-        message_id: ActiveValue::Set(message_id.map(|id| id.as_uuid())),
-        at: ActiveValue::Set(contracts::envelope::now()),
-    })
-    .exec_without_returning(db)
-    .await?;
     if !effects.is_empty() {
         let facts = facts(db, &found, effects).await?;
         let envelopes = effects

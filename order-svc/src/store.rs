@@ -7,8 +7,8 @@ use contracts::{Envelope, OrderId};
 use saga_core::Label;
 use saga_core::order::ORDER_SAGA;
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -67,22 +67,37 @@ pub async fn place(
     let now = contracts::envelope::now();
     let deadline =
         now + chrono::Duration::from_std(saga_timeout).unwrap_or(chrono::Duration::seconds(30));
+    // The rows are built here once: inserted, then returned as the answer, so the new order is
+    // never read back.
+    let stored = order::Model {
+        id: order_id.as_uuid(),
+        customer_id: order.customer_id.as_uuid(),
+        status: ORDER_SAGA.initial.name().to_owned(),
+        total: order.total.minor_units(),
+        version: 0,
+        cancellation_reason: None,
+        deadline_at: deadline,
+        idempotency_key: idempotency_key.map(str::to_owned),
+        idempotency_request: idempotency_key.map(|_| request.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    let lines: Vec<order_line::Model> = order
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| order_line::Model {
+            order_id: order_id.as_uuid(),
+            line_no: i32::try_from(index).unwrap_or(i32::MAX),
+            product_id: line.product_id.as_str().to_owned(),
+            quantity: i32::try_from(line.quantity.get()).unwrap_or(i32::MAX),
+            unit_price: line.unit_price.minor_units(),
+        })
+        .collect();
     let transaction = db.begin().await?;
-    let inserted = order::Entity::insert(order::ActiveModel {
-        id: ActiveValue::Set(order_id.as_uuid()),
-        customer_id: ActiveValue::Set(order.customer_id.as_uuid()),
-        status: ActiveValue::Set(ORDER_SAGA.initial.name().to_owned()),
-        total: ActiveValue::Set(order.total.minor_units()),
-        version: ActiveValue::Set(0),
-        cancellation_reason: ActiveValue::Set(None),
-        deadline_at: ActiveValue::Set(deadline),
-        idempotency_key: ActiveValue::Set(idempotency_key.map(str::to_owned)),
-        idempotency_request: ActiveValue::Set(idempotency_key.map(|_| request.clone())),
-        created_at: ActiveValue::Set(now),
-        updated_at: ActiveValue::Set(now),
-    })
-    .exec_without_returning(&transaction)
-    .await;
+    let inserted = order::Entity::insert(stored.clone().into_active_model())
+        .exec_without_returning(&transaction)
+        .await;
     if let Err(error) = inserted {
         // Another request with the same key won the race: answer as if it had come first.
         if let (Some(key), Some(SqlErr::UniqueConstraintViolation(_))) =
@@ -95,20 +110,14 @@ pub async fn place(
         }
         return Err(error.into());
     }
-    let lines = order
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(index, line)| order_line::ActiveModel {
-            order_id: ActiveValue::Set(order_id.as_uuid()),
-            line_no: ActiveValue::Set(i32::try_from(index).unwrap_or(i32::MAX)),
-            product_id: ActiveValue::Set(line.product_id.as_str().to_owned()),
-            quantity: ActiveValue::Set(i32::try_from(line.quantity.get()).unwrap_or(i32::MAX)),
-            unit_price: ActiveValue::Set(line.unit_price.minor_units()),
-        });
-    order_line::Entity::insert_many(lines)
-        .exec_without_returning(&transaction)
-        .await?;
+    order_line::Entity::insert_many(
+        lines
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec_without_returning(&transaction)
+    .await?;
     let facts = OrderFacts {
         order_id,
         customer_id: order.customer_id,
@@ -123,10 +132,11 @@ pub async fn place(
     outbox::enqueue_all(&transaction, &envelopes).await?;
     transaction.commit().await?;
     metrics::counter!("orders_placed_total").increment(1);
-    let record = find(db, order_id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("order {order_id} vanished after commit")))?;
-    Ok(Placed::Created(record))
+    Ok(Placed::Created(OrderRecord {
+        order: stored,
+        lines,
+        timeline: Vec::new(),
+    }))
 }
 
 async fn by_idempotency_key(

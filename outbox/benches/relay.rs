@@ -52,6 +52,11 @@ async fn main() {
     println!(
         "| RabbitMQ raw: persistent publishes, each awaiting its confirm | {confirmed_each:.0} msg/s |"
     );
+    let consumed = raw_consume_and_ack(messages).await;
+    println!("| RabbitMQ raw: consume + ack, prefetch 256, one consumer | {consumed:.0} msg/s |");
+    if std::env::var_os("RELAY_BENCH_ONLY_RAW").is_some() {
+        return;
+    }
     let transactions = raw_insert_update_transactions(messages / 4).await;
     println!(
         "| PostgreSQL raw: insert + update transactions, one connection | {transactions:.0} tx/s |"
@@ -123,21 +128,35 @@ async fn raw_consume_and_ack(messages: u64) -> f64 {
     use futures::StreamExt;
     use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
     let vhost = TestVhost::create();
-    let connection = Connection::connect(vhost.url(), ConnectionProperties::default()).await.unwrap();
+    let connection = Connection::connect(vhost.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
     let channel = Broker::confirm_channel(&connection).await.unwrap();
     let mut arguments = FieldTable::default();
-    arguments.insert("x-queue-type".into(), lapin::types::AMQPValue::LongString("quorum".into()));
+    arguments.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    channel.queue_declare("raw".into(), durable, arguments).await.unwrap();
+    channel
+        .queue_declare("raw".into(), durable, arguments)
+        .await
+        .unwrap();
     let body = vec![b'x'; 200];
     let mut pending = Vec::new();
     for sent in 1..=messages {
         let properties = BasicProperties::default().with_delivery_mode(2);
         let confirm = channel
-            .basic_publish("".into(), "raw".into(), BasicPublishOptions::default(), &body, properties)
+            .basic_publish(
+                "".into(),
+                "raw".into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
             .await
             .unwrap();
         pending.push(confirm);
@@ -148,9 +167,17 @@ async fn raw_consume_and_ack(messages: u64) -> f64 {
         }
     }
     let consumer_channel = connection.create_channel().await.unwrap();
-    consumer_channel.basic_qos(256, BasicQosOptions::default()).await.unwrap();
+    consumer_channel
+        .basic_qos(256, BasicQosOptions::default())
+        .await
+        .unwrap();
     let mut consumer = consumer_channel
-        .basic_consume("raw".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "raw".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let started = Instant::now();

@@ -9,9 +9,10 @@
 //! retry later through the delay queues, or dead-letter. Nothing is acknowledged before it was
 //! handled (committed) or dead-lettered (confirmed by the broker).
 //!
-//! [`TransactionalProcessor`] handles a batch in one database transaction, each message in a
-//! savepoint together with its inbox row (`processed_messages`), so a duplicate is skipped and a
-//! failing message is rolled back alone. [`InMemoryProcessor`] is for services without a
+//! [`TransactionalProcessor`] handles a batch in one database transaction, each message with
+//! its inbox row (`processed_messages`), so a duplicate is skipped; if any message fails, the
+//! batch is rolled back and its messages are handled one transaction each, so that only the
+//! failing one is retried or dead-lettered. [`InMemoryProcessor`] is for services without a
 //! database: it remembers recent message ids in memory only.
 
 use std::collections::{HashSet, VecDeque};
@@ -136,7 +137,8 @@ pub trait Processor: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Verdict>, ProcessError>> + Send;
 }
 
-/// Handles a batch in one transaction, each message in a savepoint with its inbox row.
+/// Handles a batch in one transaction, each message with its inbox row; falls back to one
+/// transaction per message when a message of the batch fails.
 pub struct TransactionalProcessor<H> {
     db: DatabaseConnection,
     handler: H,
@@ -155,37 +157,80 @@ impl<H: Handler> TransactionalProcessor<H> {
         }
     }
 
-    async fn process_one(
+    /// Handles a whole batch in one transaction, without savepoints (two round trips per
+    /// message saved). `None`, after rolling everything back, if any handler failed: the caller
+    /// then handles the messages one by one, so that only the failing one is retried.
+    async fn process_at_once(
         &self,
-        transaction: &DatabaseTransaction,
-        item: &Received,
-    ) -> Result<Verdict, ProcessError> {
+        batch: &[Received],
+    ) -> Result<Option<Vec<Verdict>>, ProcessError> {
+        let transaction = self.db.begin().await?;
+        let mut verdicts = Vec::with_capacity(batch.len());
+        for item in batch {
+            let handled = async {
+                if !record_in_inbox(&transaction, item).await? {
+                    return Ok::<_, ProcessError>(Some(Verdict::Duplicate));
+                }
+                match self.handler.handle(&transaction, &item.envelope).await {
+                    Ok(()) => Ok(Some(Verdict::Handled)),
+                    Err(error) => {
+                        debug!(%error, batch = batch.len(), "a message failed; handling its batch one by one");
+                        Ok(None)
+                    }
+                }
+            }
+            .instrument(message_span(item))
+            .await?;
+            match handled {
+                Some(verdict) => verdicts.push(verdict),
+                None => {
+                    transaction.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        transaction.commit().await?;
+        Ok(Some(verdicts))
+    }
+
+    /// Handles one message in a transaction of its own, handling it again at once after a lost
+    /// optimistic-concurrency race or a database error.
+    async fn process_alone(&self, item: &Received) -> Result<Verdict, ProcessError> {
         let mut immediate_retries = 0;
         loop {
-            let savepoint = transaction.begin().await?;
-            if !record_in_inbox(&savepoint, item).await? {
-                savepoint.commit().await?;
+            let transaction = self.db.begin().await?;
+            if !record_in_inbox(&transaction, item).await? {
+                transaction.rollback().await?;
                 return Ok(Verdict::Duplicate);
             }
-            let error = match self.handler.handle(&savepoint, &item.envelope).await {
+            let error = match self.handler.handle(&transaction, &item.envelope).await {
                 Ok(()) => {
-                    savepoint.commit().await?;
+                    transaction.commit().await?;
                     return Ok(Verdict::Handled);
                 }
                 Err(error) => error,
             };
-            savepoint.rollback().await?;
-            match error {
-                HandlerError::Rejected(reason) => return Ok(Verdict::DeadLetter(reason)),
-                HandlerError::Transient(reason) => return Ok(Verdict::Retry(reason)),
-                HandlerError::Conflict | HandlerError::Database(_)
-                    if immediate_retries < self.immediate_retries =>
-                {
-                    immediate_retries += 1;
-                    debug!(%error, immediate_retries, "handling again");
-                }
-                other => return Ok(Verdict::Retry(other.to_string())),
+            transaction.rollback().await?;
+            if let Some(verdict) = self.after_failure(error, &mut immediate_retries) {
+                return Ok(verdict);
             }
+        }
+    }
+
+    /// The verdict after a failed attempt, or `None` to handle the message again at once
+    /// (a lost optimistic-concurrency race, or a database error such as a deadlock).
+    fn after_failure(&self, error: HandlerError, immediate_retries: &mut u32) -> Option<Verdict> {
+        match error {
+            HandlerError::Rejected(reason) => Some(Verdict::DeadLetter(reason)),
+            HandlerError::Transient(reason) => Some(Verdict::Retry(reason)),
+            HandlerError::Conflict | HandlerError::Database(_)
+                if *immediate_retries < self.immediate_retries =>
+            {
+                *immediate_retries += 1;
+                debug!(%error, immediate_retries = *immediate_retries, "handling again");
+                None
+            }
+            other => Some(Verdict::Retry(other.to_string())),
         }
     }
 }
@@ -213,17 +258,27 @@ async fn record_in_inbox(
 
 impl<H: Handler> Processor for TransactionalProcessor<H> {
     async fn process(&self, batch: &[Received]) -> Result<Vec<Verdict>, ProcessError> {
-        let transaction = self.db.begin().await?;
-        let mut verdicts = Vec::with_capacity(batch.len());
-        for item in batch {
-            let span = message_span(item);
-            verdicts.push(
-                self.process_one(&transaction, item)
-                    .instrument(span)
+        let verdicts = match batch {
+            [item] => vec![
+                self.process_alone(item)
+                    .instrument(message_span(item))
                     .await?,
-            );
-        }
-        transaction.commit().await?;
+            ],
+            _ => match self.process_at_once(batch).await? {
+                Some(verdicts) => verdicts,
+                None => {
+                    let mut verdicts = Vec::with_capacity(batch.len());
+                    for item in batch {
+                        verdicts.push(
+                            self.process_alone(item)
+                                .instrument(message_span(item))
+                                .await?,
+                        );
+                    }
+                    verdicts
+                }
+            },
+        };
         self.signal.wake();
         Ok(verdicts)
     }

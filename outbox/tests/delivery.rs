@@ -324,6 +324,57 @@ async fn transient_failures_are_retried_and_permanent_ones_end_in_the_dlq() {
     }
 }
 
+/// A message that fails inside a batch costs the batch nothing: the others are handled once,
+/// the failing one alone is dead-lettered.
+#[tokio::test]
+async fn one_failing_message_does_not_fail_its_batch() {
+    let fixture = Fixture::new().await;
+    let doomed = OrderId::generate();
+    let transaction = fixture.db.begin().await.unwrap();
+    for index in 0..40 {
+        let order_id = if index == 17 {
+            doomed
+        } else {
+            OrderId::generate()
+        };
+        outbox::enqueue_message(&transaction, &CommitStock { order_id }, None)
+            .await
+            .unwrap();
+    }
+    transaction.commit().await.unwrap();
+    // One lane and large batches, so that the failing message shares a transaction with others.
+    let config = ConsumerConfig {
+        lanes: 1,
+        max_batch: 64,
+        ..ConsumerConfig::default()
+    };
+    let consumed = fixture.consumer(Recorder::new(Behaviour::RejectOrder(doomed)), config);
+    fixture.publisher(PublisherConfig::default());
+    eventually("every message is settled", PATIENCE, || async {
+        consumed.handled() + consumed.dead_lettered() == 40
+    })
+    .await;
+    assert_eq!(
+        (
+            consumed.handled(),
+            consumed.dead_lettered(),
+            consumed.duplicate()
+        ),
+        (39, 1, 0)
+    );
+    assert_eq!(fixture.handled_count().await, 39);
+    let doomed_rows = fixture
+        .count(&format!(
+            "SELECT count(*) FROM handled WHERE order_id = '{}'",
+            doomed.as_uuid()
+        ))
+        .await;
+    assert_eq!(
+        doomed_rows, 0,
+        "nothing of the failing message was committed"
+    );
+}
+
 /// 7. Messages of one order are published and handled in the order they were enqueued, across
 /// batches and lanes.
 #[tokio::test]

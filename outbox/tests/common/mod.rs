@@ -136,6 +136,8 @@ pub enum Behaviour {
     AlwaysFail,
     /// Rejects as unhandleable.
     Reject,
+    /// Rejects the messages of this order, handles the others.
+    RejectOrder(OrderId),
 }
 
 /// Records each handled message as a row of `handled`, in the handler's transaction.
@@ -174,6 +176,12 @@ impl Handler for Recorder {
             }
             Behaviour::AlwaysFail => return Err(HandlerError::Transient("planned failure".into())),
             Behaviour::Reject => return Err(HandlerError::Rejected("planned rejection".into())),
+            Behaviour::RejectOrder(order_id) if envelope.correlation_id == order_id => {
+                return Err(HandlerError::Rejected(
+                    "planned rejection of one order".into(),
+                ));
+            }
+            Behaviour::RejectOrder(_) => {}
         }
         transaction
             .execute_raw(Statement::from_sql_and_values(
