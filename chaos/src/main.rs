@@ -58,6 +58,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         &http,
         &system.url(Svc::Inventory),
         &system.url(Svc::Payment),
+        args.orders,
         &mut rng,
     )
     .await?;
@@ -163,6 +164,31 @@ async fn inbox_count(db: &DatabaseConnection) -> i64 {
     }
 }
 
+/// How the orders ended, by status and by the first words of the cancellation reason, so that
+/// a reader sees which paths the run exercised (completions, stock and payment failures,
+/// deadlines).
+async fn outcomes(db: &DatabaseConnection) -> String {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT status || COALESCE(' (' || split_part(cancellation_reason, ':', 1) || ')', ''),
+                    count(*)
+             FROM orders GROUP BY 1 ORDER BY 2 DESC",
+        ))
+        .await;
+    let Ok(rows) = rows else {
+        return "unknown (the orders database did not answer)".into();
+    };
+    rows.iter()
+        .filter_map(|row| {
+            let outcome: String = row.try_get_by_index(0).ok()?;
+            let count: i64 = row.try_get_by_index(1).ok()?;
+            Some(format!("{count} {outcome}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn print_report(
     args: &Args,
     driven: &drive::Driven,
@@ -209,6 +235,7 @@ async fn print_report(
         ));
     }
     println!("Inbox records: {}", inboxes.join(", "));
+    println!("Outcomes: {}", outcomes(&databases[&Svc::Order]).await);
     println!(
         "Dead letters: {} in {} queues",
         dead_letters.total,

@@ -8,13 +8,17 @@ use serde_json::json;
 
 use crate::rng::Rng;
 
-/// Products of a run and their initial stock: scarce enough that some orders fail on stock.
+/// Products of a run and their initial stock in hundredths of a unit per order of the run.
+/// A normal order asks for about 2.4 units (one or two lines of one to three): the 2.0 units
+/// per order in all run out for the scarcer products part-way through, so that some orders
+/// fail on stock at any size of run while most complete (a fixed stock would run out after
+/// the first few hundred orders and turn a long run into a run of stock failures).
 pub const PRODUCTS: [(&str, i64); 5] = [
-    ("chaos-a", 80),
-    ("chaos-b", 80),
-    ("chaos-c", 60),
-    ("chaos-d", 40),
-    ("chaos-e", 20),
+    ("chaos-a", 55),
+    ("chaos-b", 55),
+    ("chaos-c", 45),
+    ("chaos-d", 30),
+    ("chaos-e", 15),
 ];
 /// A product that does not exist: orders for it fail on stock.
 pub const MISSING_PRODUCT: &str = "chaos-missing";
@@ -36,15 +40,18 @@ pub struct Setup {
     pub poor: Vec<String>,
 }
 
-/// Sets stock and balances through the services' APIs.
+/// Sets stock (scaled to `orders`) and balances through the services' APIs.
 pub async fn set_up(
     http: &reqwest::Client,
     inventory_url: &str,
     payment_url: &str,
+    orders: u64,
     rng: &mut Rng,
 ) -> anyhow::Result<Setup> {
     let mut stock = HashMap::new();
-    for (product, units) in PRODUCTS {
+    for (product, hundredths_per_order) in PRODUCTS {
+        let orders = i64::try_from(orders).unwrap_or(i64::MAX / 100);
+        let units = (orders.saturating_mul(hundredths_per_order) / 100).max(10);
         put(
             http,
             &format!("{inventory_url}/products/{product}"),

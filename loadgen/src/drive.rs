@@ -26,10 +26,13 @@ pub enum Shape {
         max_in_flight: usize,
     },
     /// Closed loop: `concurrency` clients, each sending its next order when the previous
-    /// POST has been answered.
+    /// POST has been answered, or, with `wait_terminal`, when the previous order has reached
+    /// a terminal state (or the settle timeout passed).
     Closed {
         /// Number of clients.
         concurrency: usize,
+        /// Wait for each order's terminal event, not only for its POST's answer.
+        wait_terminal: bool,
     },
 }
 
@@ -52,6 +55,8 @@ pub(crate) struct Driver {
     pub(crate) ledger: Arc<Ledger>,
     /// The run's time origin.
     pub(crate) start: Instant,
+    /// Longest a waiting closed-loop client waits for one order's terminal event.
+    pub(crate) settle: Duration,
 }
 
 impl Driver {
@@ -63,7 +68,10 @@ impl Driver {
                 rate,
                 max_in_flight,
             } => self.open_loop(rate, max_in_flight, stop).await,
-            Shape::Closed { concurrency } => self.closed_loop(concurrency, stop).await,
+            Shape::Closed {
+                concurrency,
+                wait_terminal,
+            } => self.closed_loop(concurrency, wait_terminal, stop).await,
         }
     }
 
@@ -104,7 +112,7 @@ impl Driver {
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn closed_loop(self: Arc<Self>, concurrency: usize, stop: Stop) {
+    async fn closed_loop(self: Arc<Self>, concurrency: usize, wait_terminal: bool, stop: Stop) {
         let next = Arc::new(AtomicU64::new(0));
         let deadline = stop
             .duration
@@ -122,21 +130,34 @@ impl Driver {
                     if stop.orders.is_some_and(|limit| index >= limit) {
                         break;
                     }
-                    driver.place(index).await;
+                    let placed = driver.place(index).await;
+                    if let (true, Some(order_id)) = (wait_terminal, placed) {
+                        driver.until_terminal(order_id).await;
+                    }
                 }
             });
         }
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Places order `index` and records the outcome.
-    async fn place(&self, index: u64) {
+    /// Waits until `order_id` is known to be terminal, or for the settle timeout.
+    async fn until_terminal(&self, order_id: Uuid) {
+        let Some(terminal) = self.ledger.terminal_signal(order_id) else {
+            return;
+        };
+        // A timeout or a dropped sender both mean: stop waiting; the end check judges the order.
+        let _ = tokio::time::timeout(self.settle, terminal).await;
+    }
+
+    /// Places order `index`, records the outcome and returns the created order's id.
+    async fn place(&self, index: u64) -> Option<Uuid> {
         let planned = self.fixtures.order(index);
         self.ledger.sending();
         let sent_at = self.start.elapsed();
         let sent = Instant::now();
         let result = self.post(&planned.request).await;
         let post_latency = sent.elapsed();
+        let created = result.as_ref().ok().copied();
         self.ledger.sent(Attempt {
             index,
             intent: planned.intent,
@@ -146,6 +167,7 @@ impl Driver {
             terminal: None,
             lookup_error: None,
         });
+        created
     }
 
     /// `POST /orders`; the created order's id or why there is none.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{Intent, Status};
@@ -85,6 +86,8 @@ struct Inner {
     attempts: Vec<Attempt>,
     by_order: HashMap<Uuid, usize>,
     early: HashMap<Uuid, Terminal>,
+    /// Closed-loop clients waiting for their order's terminal state.
+    waiters: HashMap<Uuid, oneshot::Sender<()>>,
     undecodable: u64,
     duplicates: u64,
     foreign: u64,
@@ -178,8 +181,12 @@ impl Ledger {
             Some(attempt) => {
                 let status = terminal.status;
                 attempt.terminal = Some(terminal);
+                let waiter = inner.waiters.remove(&order_id);
                 drop(guard);
                 self.count_terminal(status);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(());
+                }
             }
             None => {
                 let now = terminal.at;
@@ -197,6 +204,20 @@ impl Ledger {
         }
     }
 
+    /// A signal that fires when `order_id` (created by this run) becomes terminal; `None` when it
+    /// already is, or is not an order of this run.
+    pub(crate) fn terminal_signal(&self, order_id: Uuid) -> Option<oneshot::Receiver<()>> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let position = inner.by_order.get(&order_id).copied()?;
+        if inner.attempts.get(position)?.terminal.is_some() {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        inner.waiters.insert(order_id, sender);
+        Some(receiver)
+    }
+
     /// The outcome of the final `GET /orders/{id}` of an order whose event was not seen.
     pub(crate) fn looked_up(&self, order_id: Uuid, outcome: Result<Option<Terminal>, String>) {
         let mut inner = self.lock();
@@ -211,6 +232,9 @@ impl Ledger {
                 Ok(Some(terminal)) => {
                     counted = Some(terminal.status);
                     attempt.terminal = Some(terminal);
+                    if let Some(waiter) = inner.waiters.remove(&order_id) {
+                        let _ = waiter.send(());
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => attempt.lookup_error = Some(reason),
@@ -325,6 +349,35 @@ mod tests {
             .map(|attempt| attempt.terminal.as_ref().unwrap().at)
             .collect();
         assert_eq!(at, vec![Duration::from_millis(5), Duration::from_millis(9)]);
+    }
+
+    #[test]
+    fn a_waiting_client_is_woken_by_its_orders_terminal_state_only() {
+        let ledger = Ledger::default();
+        let (early, waited, other, looked) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        assert!(
+            ledger.terminal_signal(early).is_none(),
+            "not an order of the run"
+        );
+        ledger.terminal_event(early, event(Status::Completed, 1));
+        for (index, id) in [early, waited, other, looked].into_iter().enumerate() {
+            ledger.sending();
+            ledger.sent(created(index as u64, id));
+        }
+        assert!(ledger.terminal_signal(early).is_none(), "already terminal");
+        let mut waiting = ledger.terminal_signal(waited).unwrap();
+        let mut looking = ledger.terminal_signal(looked).unwrap();
+        ledger.terminal_event(other, event(Status::Completed, 2));
+        assert!(waiting.try_recv().is_err(), "woken by another order");
+        ledger.terminal_event(waited, event(Status::Cancelled, 3));
+        assert!(waiting.try_recv().is_ok());
+        ledger.looked_up(looked, Ok(Some(event(Status::Completed, 4))));
+        assert!(looking.try_recv().is_ok());
     }
 
     #[test]

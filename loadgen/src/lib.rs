@@ -77,6 +77,11 @@ pub struct Config {
     /// Closed loop: clients, each sending its next order when its previous POST is answered.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
+    /// Closed loop: each client also waits for its order's terminal event (at most the settle
+    /// timeout) before sending the next, so that --concurrency bounds the sagas in flight and
+    /// not only the POSTs: the measure of sustained throughput.
+    #[arg(long)]
+    pub wait_terminal: bool,
     /// Stop sending after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -314,6 +319,11 @@ impl Config {
                 if self.max_in_flight == 0 {
                     return Err(Error::Config("--max-in-flight must be at least 1".into()));
                 }
+                if self.wait_terminal {
+                    return Err(Error::Config(
+                        "--wait-terminal is for the closed loop (--concurrency)".into(),
+                    ));
+                }
                 Shape::Open {
                     rate,
                     max_in_flight: self.max_in_flight,
@@ -324,7 +334,10 @@ impl Config {
                     "--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"
                 )));
             }
-            (None, Some(concurrency)) => Shape::Closed { concurrency },
+            (None, Some(concurrency)) => Shape::Closed {
+                concurrency,
+                wait_terminal: self.wait_terminal,
+            },
             _ => {
                 return Err(Error::Config(
                     "give exactly one of --rate and --concurrency".into(),
@@ -391,6 +404,7 @@ impl Config {
             rate: self.rate,
             max_in_flight: self.rate.map(|_| self.max_in_flight),
             concurrency: self.concurrency,
+            wait_terminal: self.wait_terminal,
             duration_secs: self.duration,
             orders: self.orders,
             fail_stock: self.fail_stock,
@@ -444,6 +458,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         fixtures,
         ledger: Arc::clone(&ledger),
         start,
+        settle: plan.settle,
     });
     driver.run(plan.shape, plan.stop).await;
     let drive_end = start.elapsed();
@@ -597,6 +612,7 @@ mod tests {
             &["--rate", "20", "--duration", "3"][..],
             &["--concurrency", "4", "--orders", "30"],
             &["--rate", "5", "--duration", "3", "--orders", "10"],
+            &["--concurrency", "4", "--orders", "30", "--wait-terminal"],
         ] {
             let config = parse(ok).unwrap();
             assert!(config.plan().is_ok(), "{ok:?}");
@@ -659,6 +675,7 @@ mod tests {
             ],
             &["--rate", "1", "--duration", "3", "--settle-timeout=-1"],
             &["--rate", "1", "--duration", "3", "--max-in-flight", "0"],
+            &["--rate", "1", "--duration", "3", "--wait-terminal"],
             &["--rate", "1", "--duration", "3", "--products", "0"],
             &["--rate", "1", "--duration", "3", "--customers", "100000"],
         ] {

@@ -70,6 +70,9 @@ pub struct Load {
     pub max_in_flight: Option<usize>,
     /// Clients (closed loop).
     pub concurrency: Option<usize>,
+    /// Closed loop: each client waited for its order's terminal event before the next.
+    #[serde(default)]
+    pub wait_terminal: bool,
     /// `--duration` in seconds.
     pub duration_secs: Option<f64>,
     /// `--orders`.
@@ -466,6 +469,9 @@ fn describe_load(load: &Load) -> String {
             "open loop at {rate} orders/s (at most {} in flight)",
             load.max_in_flight.unwrap_or(0)
         ),
+        (None, Some(concurrency)) if load.wait_terminal => {
+            format!("closed loop with {concurrency} clients, each waiting for its order to end")
+        }
         (None, Some(concurrency)) => format!("closed loop with {concurrency} clients"),
         (None, None) => load.shape.clone(),
     };
@@ -1075,6 +1081,7 @@ mod tests {
                 rate: Some(10.0),
                 max_in_flight: Some(100),
                 concurrency: None,
+                wait_terminal: false,
                 duration_secs: Some(2.0),
                 orders: None,
                 fail_stock: 0.1,
