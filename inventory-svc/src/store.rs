@@ -83,21 +83,6 @@ async fn insert_reservation<C: ConnectionTrait>(
     Ok(())
 }
 
-async fn set_status<C: ConnectionTrait>(
-    db: &C,
-    order_id: OrderId,
-    status: ReservationStatus,
-    reason: Option<&str>,
-) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE reservations SET status = $2, reason = COALESCE($3, reason), updated_at = now() WHERE order_id = $1",
-        [order_id.as_uuid().into(), status.name().into(), reason.map(str::to_owned).into()],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Holds every line of `order`, or none. Never oversells: each line is taken with a
 /// conditional update (`available >= quantity`) under the product's row lock.
 pub async fn reserve<C: ConnectionTrait>(
@@ -121,7 +106,7 @@ pub async fn reserve<C: ConnectionTrait>(
 
     // Lock every product of the order, in id order (so that concurrent reservations queue up
     // instead of deadlocking), decide with the locked quantities, then take them in one
-    // statement: four round trips whatever the number of lines.
+    // statement: three round trips whatever the number of lines.
     let available =
         lock_products(db, lines.iter().map(|(product_id, _)| product_id.as_str())).await?;
     let missing = shortfalls(&lines, &available);
@@ -137,18 +122,16 @@ pub async fn reserve<C: ConnectionTrait>(
         return Ok(ReserveOutcome::Failed(reason));
     }
     let (products, quantities): (Vec<String>, Vec<i64>) = lines.into_iter().unzip();
+    // The products are locked: take the units and record the reservation in one statement.
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "UPDATE products p
-         SET available = p.available - taken.quantity, reserved = p.reserved + taken.quantity, updated_at = now()
-         FROM unnest($1::text[], $2::bigint[]) AS taken (product_id, quantity)
-         WHERE p.product_id = taken.product_id",
-        [products.clone().into(), quantities.clone().into()],
-    ))
-    .await?;
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "WITH held AS (
+        "WITH taken AS (
+             UPDATE products p
+             SET available = p.available - line.quantity, reserved = p.reserved + line.quantity,
+                 updated_at = now()
+             FROM unnest($2::text[], $3::bigint[]) AS line (product_id, quantity)
+             WHERE p.product_id = line.product_id
+         ), held AS (
              INSERT INTO reservations (order_id, status) VALUES ($1, 'Held') RETURNING order_id
          )
          INSERT INTO reservation_lines (order_id, product_id, quantity)
@@ -201,16 +184,7 @@ pub async fn commit<C: ConnectionTrait>(db: &C, order_id: OrderId) -> Result<Com
         Some(ReservationStatus::Committed) => return Ok(CommitOutcome::AlreadyCommitted),
         other => return Ok(CommitOutcome::NothingHeld(other)),
     }
-    for line in lines_of(db, order_id).await? {
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "UPDATE products SET reserved = reserved - $2, committed = committed + $2, updated_at = now()
-             WHERE product_id = $1",
-            [line.product_id.into(), line.quantity.into()],
-        ))
-        .await?;
-    }
-    set_status(db, order_id, ReservationStatus::Committed, None).await?;
+    move_held_units(db, order_id, ReservationStatus::Committed, None).await?;
     Ok(CommitOutcome::Committed)
 }
 
@@ -237,17 +211,63 @@ pub async fn release<C: ConnectionTrait>(
             return Ok(ReleaseOutcome::NothingHeld);
         }
     }
-    for line in lines_of(db, order_id).await? {
-        db.execute_raw(Statement::from_sql_and_values(
+    move_held_units(db, order_id, ReservationStatus::Released, Some(reason)).await?;
+    Ok(ReleaseOutcome::Released)
+}
+
+/// Moves the units a held reservation holds out of `reserved` — into `committed` (sold) or back
+/// into `available` (released) — and gives the reservation its new status. Two round trips
+/// whatever the number of lines: lock the products (in id order, like every other writer, so
+/// no deadlock) while reading the lines, then move every line and set the status in one
+/// statement. The caller holds the reservation's lock and has seen it `Held`.
+async fn move_held_units<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    to: ReservationStatus,
+    reason: Option<&str>,
+) -> Result<(), DbErr> {
+    let lines = db
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE products SET reserved = reserved - $2, available = available + $2, updated_at = now()
-             WHERE product_id = $1",
-            [line.product_id.into(), line.quantity.into()],
+            "SELECT p.product_id, line.quantity
+             FROM products p JOIN reservation_lines line ON line.product_id = p.product_id
+             WHERE line.order_id = $1
+             ORDER BY p.product_id
+             FOR UPDATE OF p",
+            [order_id.as_uuid().into()],
         ))
         .await?;
+    let (mut products, mut quantities) = (Vec::new(), Vec::new());
+    for line in &lines {
+        products.push(line.try_get_by_index::<String>(0)?);
+        quantities.push(line.try_get_by_index::<i64>(1)?);
     }
-    set_status(db, order_id, ReservationStatus::Released, Some(reason)).await?;
-    Ok(ReleaseOutcome::Released)
+    let destination = match to {
+        ReservationStatus::Committed => "committed = p.committed + line.quantity",
+        _ => "available = p.available + line.quantity",
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!(
+            "WITH moved AS (
+                 UPDATE products p
+                 SET reserved = p.reserved - line.quantity, {destination}, updated_at = now()
+                 FROM unnest($2::text[], $3::bigint[]) AS line (product_id, quantity)
+                 WHERE p.product_id = line.product_id
+             )
+             UPDATE reservations SET status = $4, reason = COALESCE($5, reason), updated_at = now()
+             WHERE order_id = $1"
+        ),
+        [
+            order_id.as_uuid().into(),
+            products.into(),
+            quantities.into(),
+            to.name().into(),
+            reason.map(str::to_owned).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// One product's stock.

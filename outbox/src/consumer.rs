@@ -147,7 +147,8 @@ pub struct TransactionalProcessor<H> {
 }
 
 impl<H: Handler> TransactionalProcessor<H> {
-    /// Runs `handler` against `db`; wakes the relay through `signal` after each commit.
+    /// Runs `handler` against `db`; wakes the relay through `signal` after each batch that
+    /// enqueued messages.
     pub fn new(db: DatabaseConnection, handler: H, signal: OutboxSignal) -> Self {
         TransactionalProcessor {
             db,
@@ -158,36 +159,33 @@ impl<H: Handler> TransactionalProcessor<H> {
     }
 
     /// Handles a whole batch in one transaction, without savepoints (two round trips per
-    /// message saved). `None`, after rolling everything back, if any handler failed: the caller
-    /// then handles the messages one by one, so that only the failing one is retried.
+    /// message saved), with every inbox row written by one statement. `None`, after rolling
+    /// everything back, if any handler failed: the caller then handles the messages one by one,
+    /// so that only the failing one is retried.
     async fn process_at_once(
         &self,
         batch: &[Received],
     ) -> Result<Option<Vec<Verdict>>, ProcessError> {
         let transaction = self.db.begin().await?;
+        let mut first_sight = record_all_in_inbox(&transaction, batch).await?;
         let mut verdicts = Vec::with_capacity(batch.len());
         for item in batch {
-            let handled = async {
-                if !record_in_inbox(&transaction, item).await? {
-                    return Ok::<_, ProcessError>(Some(Verdict::Duplicate));
-                }
-                match self.handler.handle(&transaction, &item.envelope).await {
-                    Ok(()) => Ok(Some(Verdict::Handled)),
-                    Err(error) => {
-                        debug!(%error, batch = batch.len(), "a message failed; handling its batch one by one");
-                        Ok(None)
-                    }
-                }
+            // A message seen before, or a second copy of one earlier in this batch.
+            if !first_sight.remove(&(Arc::clone(&item.queue), item.envelope.message_id)) {
+                verdicts.push(Verdict::Duplicate);
+                continue;
             }
-            .instrument(message_span(item))
-            .await?;
-            match handled {
-                Some(verdict) => verdicts.push(verdict),
-                None => {
-                    transaction.rollback().await?;
-                    return Ok(None);
-                }
+            let handled = self
+                .handler
+                .handle(&transaction, &item.envelope)
+                .instrument(message_span(item))
+                .await;
+            if let Err(error) = handled {
+                debug!(%error, batch = batch.len(), "a message failed; handling its batch one by one");
+                transaction.rollback().await?;
+                return Ok(None);
             }
+            verdicts.push(Verdict::Handled);
         }
         transaction.commit().await?;
         Ok(Some(verdicts))
@@ -256,8 +254,59 @@ async fn record_in_inbox(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Inserts the inbox rows of a whole batch in one statement; returns the messages seen for the
+/// first time.
+async fn record_all_in_inbox(
+    transaction: &DatabaseTransaction,
+    batch: &[Received],
+) -> Result<HashSet<(Arc<str>, MessageId)>, DbErr> {
+    let (mut consumers, mut message_ids, mut types, mut correlation_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for item in batch {
+        consumers.push(item.queue.to_string());
+        message_ids.push(item.envelope.message_id.as_uuid());
+        types.push(item.envelope.message_type.name().to_owned());
+        correlation_ids.push(item.envelope.correlation_id.as_uuid());
+    }
+    let inserted = transaction
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO processed_messages (consumer, message_id, type, correlation_id)
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[])
+             ON CONFLICT DO NOTHING
+             RETURNING consumer, message_id",
+            [
+                consumers.into(),
+                message_ids.into(),
+                types.into(),
+                correlation_ids.into(),
+            ],
+        ))
+        .await?;
+    inserted
+        .iter()
+        .map(|row| {
+            let consumer: String = row.try_get_by_index(0)?;
+            let message_id: uuid::Uuid = row.try_get_by_index(1)?;
+            Ok((Arc::from(consumer), MessageId::from(message_id)))
+        })
+        .collect()
+}
+
 impl<H: Handler> Processor for TransactionalProcessor<H> {
     async fn process(&self, batch: &[Received]) -> Result<Vec<Verdict>, ProcessError> {
+        let (verdicts, enqueued) = crate::enqueue::noting_enqueues(self.process_batch(batch)).await;
+        // A rolled-back attempt may have enqueued too: a spurious wake is harmless, a missed
+        // one would leave rows for the slow poll.
+        if enqueued {
+            self.signal.wake();
+        }
+        verdicts
+    }
+}
+
+impl<H: Handler> TransactionalProcessor<H> {
+    async fn process_batch(&self, batch: &[Received]) -> Result<Vec<Verdict>, ProcessError> {
         let verdicts = match batch {
             [item] => vec![
                 self.process_alone(item)
@@ -279,7 +328,6 @@ impl<H: Handler> Processor for TransactionalProcessor<H> {
                 }
             },
         };
-        self.signal.wake();
         Ok(verdicts)
     }
 }

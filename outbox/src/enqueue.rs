@@ -1,5 +1,7 @@
 //! Writing messages into the outbox — the only way a service publishes.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::Arc;
 
 use contracts::{Envelope, Message, MessageId};
@@ -38,9 +40,26 @@ impl OutboxSignal {
         self.0.notify_one();
     }
 
-    pub(crate) async fn woken(&self) {
+    /// Waits for a wake; one given while nobody waited is taken at once. The relay waits here.
+    pub async fn woken(&self) {
         self.0.notified().await;
     }
+}
+
+tokio::task_local! {
+    /// Set by [`enqueue_all`] when it runs inside [`noting_enqueues`].
+    static ENQUEUED: Cell<bool>;
+}
+
+/// Runs `work` and says whether it enqueued anything, so that the caller wakes the relay only
+/// when there is something to publish (an empty claim costs the database three statements).
+pub(crate) async fn noting_enqueues<T>(work: impl Future<Output = T>) -> (T, bool) {
+    ENQUEUED
+        .scope(Cell::new(false), async move {
+            let output = work.await;
+            (output, ENQUEUED.with(Cell::get))
+        })
+        .await
 }
 
 /// Writes `envelope` into the outbox inside the caller's transaction: published if and only if
@@ -75,6 +94,9 @@ pub async fn enqueue_all<C: ConnectionTrait>(db: &C, envelopes: &[Envelope]) -> 
     outbox_message::Entity::insert_many(rows)
         .exec_without_returning(db)
         .await?;
+    // Outside a scope (an HTTP handler, a sweeper) there is nothing to note: those wake the
+    // relay themselves.
+    let _ = ENQUEUED.try_with(|enqueued| enqueued.set(true));
     Ok(())
 }
 

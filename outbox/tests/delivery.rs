@@ -5,16 +5,23 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Behaviour, Fixture, Recorder, eventually};
 use contracts::envelope::HEADER_DEAD_LETTER_REASON;
-use contracts::{CommitStock, OrderId};
+use contracts::{AnyMessage, CommitStock, Envelope, MessageId, MessageType, OrderId};
+use futures::FutureExt;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
-use outbox::{Broker, ConsumerConfig, PublisherConfig, wire};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, TransactionTrait};
+use outbox::{
+    Broker, ConsumerConfig, Handler, HandlerError, OutboxSignal, Processor, PublisherConfig,
+    Received, TransactionalProcessor, Verdict, wire,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -373,6 +380,86 @@ async fn one_failing_message_does_not_fail_its_batch() {
         doomed_rows, 0,
         "nothing of the failing message was committed"
     );
+}
+
+/// A batch that repeats a message, or carries one handled in an earlier batch, handles each
+/// message once: the inbox rows of a batch are written by one statement, and its repeats are
+/// told apart from first sightings.
+#[tokio::test]
+async fn a_batch_handles_each_message_once_even_when_it_repeats() {
+    let fixture = Fixture::new().await;
+    let processor = TransactionalProcessor::new(
+        fixture.db.clone(),
+        Recorder::new(Behaviour::Succeed),
+        OutboxSignal::new(),
+    );
+    let (seen, fresh) = (received(OrderId::generate()), received(OrderId::generate()));
+    let first = processor
+        .process(std::slice::from_ref(&seen))
+        .await
+        .unwrap();
+    assert_eq!(first, vec![Verdict::Handled]);
+    let batch = [fresh.clone(), seen.clone(), fresh.clone(), seen];
+    let verdicts = processor.process(&batch).await.unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            Verdict::Handled,
+            Verdict::Duplicate,
+            Verdict::Duplicate,
+            Verdict::Duplicate
+        ]
+    );
+    assert_eq!(fixture.handled_count().await, 2);
+}
+
+fn received(order_id: OrderId) -> Received {
+    Received {
+        queue: Arc::from("inventory-svc.CommitStock"),
+        envelope: Envelope {
+            message_id: MessageId::generate(),
+            message_type: MessageType::CommitStock,
+            correlation_id: order_id,
+            causation_id: None,
+            occurred_at: contracts::envelope::now(),
+            schema_version: 1,
+            payload: AnyMessage::CommitStock(CommitStock { order_id }),
+        },
+    }
+}
+
+/// The relay is woken by a batch that enqueued messages, and only by such a batch: a handler
+/// that answers nothing (a duplicate, a step without effects) costs the relay no empty claim.
+#[tokio::test]
+async fn only_batches_that_enqueued_wake_the_relay() {
+    struct Answering(bool);
+    impl Handler for Answering {
+        async fn handle(
+            &self,
+            transaction: &DatabaseTransaction,
+            envelope: &Envelope<AnyMessage>,
+        ) -> Result<(), HandlerError> {
+            if self.0 {
+                let order_id = envelope.correlation_id;
+                outbox::enqueue_message(transaction, &CommitStock { order_id }, None).await?;
+            }
+            Ok(())
+        }
+    }
+    let fixture = Fixture::new().await;
+    for (answers, batch) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
+        let signal = OutboxSignal::new();
+        let processor =
+            TransactionalProcessor::new(fixture.db.clone(), Answering(answers), signal.clone());
+        let items: Vec<Received> = (0..batch).map(|_| received(OrderId::generate())).collect();
+        let verdicts = processor.process(&items).await.unwrap();
+        assert_eq!(verdicts, vec![Verdict::Handled; batch], "{answers} {batch}");
+        assert_eq!(
+            signal.woken().now_or_never().is_some(),
+            answers,
+            "answering {answers}, batch of {batch}"
+        );
+    }
 }
 
 /// 7. Messages of one order are published and handled in the order they were enqueued, across

@@ -1,16 +1,16 @@
 //! Accounts and payments in the database. Every function runs inside the caller's transaction.
 //!
 //! **Exactly one decision per order.** The primary key of `payments` is the guard: a charge
-//! moves the money and records the payment inside one savepoint, and records it with
-//! `INSERT ... ON CONFLICT (order_id) DO NOTHING`. PostgreSQL makes that insert wait for any
-//! other transaction that inserted the same order (another message about the order, on another
-//! replica or lane) and skips it if that one committed; the charge then rolls its savepoint
-//! back — the money with it — and reports the other decision instead. A refund that finds
-//! nothing leaves a tombstone the same way, so a late charge request charges nothing.
+//! records the payment with `INSERT ... ON CONFLICT (order_id) DO NOTHING` and, in the same
+//! statement, moves the money only if that insert wrote the row. PostgreSQL makes the insert
+//! wait for any other transaction that inserted the same order (another message about the
+//! order, on another replica or lane) and skips it if that one committed; the charge then moves
+//! nothing and reports the other decision instead. A refund that finds nothing leaves a
+//! tombstone the same way, so a late charge request charges nothing.
 //!
-//! **Never overdrawn.** Money leaves an account only through a conditional update
-//! (`balance >= amount`) under the account's row lock; the `CHECK (balance >= 0)` backs it up.
-//! Locks are taken account first, then payment, in both charge and refund.
+//! **Never overdrawn.** Money leaves an account only under the account's row lock, after the
+//! locked balance was found sufficient; the `CHECK (balance >= 0)` backs it up. Locks are taken
+//! account first, then payment, in both charge and refund.
 
 use contracts::{CustomerId, Money, OrderId, PaymentId, StockReserved};
 use sea_orm::{
@@ -133,6 +133,22 @@ async fn open_account<C: ConnectionTrait>(
     Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
 }
 
+/// The account's balance, locked until the caller's transaction ends; `None` if there is no
+/// account.
+async fn lock_balance<C: ConnectionTrait>(
+    db: &C,
+    customer_id: CustomerId,
+) -> Result<Option<i64>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT balance FROM accounts WHERE customer_id = $1 FOR UPDATE",
+            [customer_id.as_uuid().into()],
+        ))
+        .await?;
+    row.map(|row| row.try_get_by_index(0)).transpose()
+}
+
 /// The account, locked until the caller's transaction ends.
 async fn lock_account<C: ConnectionTrait>(
     db: &C,
@@ -147,60 +163,98 @@ async fn lock_account<C: ConnectionTrait>(
 
 /// Charges the order's total to its customer, opening the account with `default_balance` if
 /// the customer is new. Decides at most once per order (see the module documentation).
+///
+/// Three round trips in the usual case: look for an earlier decision, lock the account and
+/// read its balance, then [`decide`] in one statement.
 pub async fn charge<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     request: &StockReserved,
     default_balance: Money,
 ) -> Result<ChargeOutcome, DbErr> {
-    let (order_id, customer_id, amount) = (request.order_id, request.customer_id, request.total);
+    let (order_id, customer_id) = (request.order_id, request.customer_id);
     if let Some(status) = status_of(db, order_id).await? {
         return Ok(ChargeOutcome::AlreadyDecided(status));
     }
-
-    // Everything below is undone together if another decision for the order wins the race.
+    if let Some(available) = lock_balance(db, customer_id).await? {
+        return decide(db, request, available).await;
+    }
+    // A new customer. The account is opened in a savepoint, so that a charge that loses the
+    // race for its order leaves no account behind.
     let attempt = db.begin().await?;
     open_account(&attempt, customer_id, default_balance).await?;
-    let available = lock_account(&attempt, customer_id).await?.balance;
-    let taken = attempt
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "UPDATE accounts SET balance = balance - $2, updated_at = now()
-             WHERE customer_id = $1 AND balance >= $2",
-            [customer_id.as_uuid().into(), amount.minor_units().into()],
-        ))
-        .await?;
-    let (outcome, row) = if taken.rows_affected() == 1 {
+    let available = lock_balance(&attempt, customer_id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("account of customer {customer_id}")))?;
+    let outcome = decide(&attempt, request, available).await?;
+    match outcome {
+        ChargeOutcome::AlreadyDecided(_) => attempt.rollback().await?,
+        ChargeOutcome::Charged(_) | ChargeOutcome::Failed(_) => attempt.commit().await?,
+    }
+    Ok(outcome)
+}
+
+/// Decides the charge against the customer's locked `available` balance, in one statement:
+/// records the decision (guarded by the payments primary key) and moves the money only if that
+/// record was written and says `Charged`. A lost race moves nothing.
+async fn decide<C: ConnectionTrait>(
+    db: &C,
+    request: &StockReserved,
+    available: i64,
+) -> Result<ChargeOutcome, DbErr> {
+    let (order_id, customer_id, amount) = (request.order_id, request.customer_id, request.total);
+    // The account is locked: the balance read is the balance the update will see.
+    let (outcome, payment_id, status, reason) = if available >= amount.minor_units() {
         let payment_id = PaymentId::generate();
-        let row = new_payment(
-            order_id,
-            Some(payment_id),
-            Some(customer_id),
-            amount,
+        (
+            ChargeOutcome::Charged(payment_id),
+            Some(payment_id.as_uuid()),
             PaymentStatus::Charged,
             None,
-        );
-        (ChargeOutcome::Charged(payment_id), row)
+        )
     } else {
         let reason = insufficient_balance(amount, available);
-        let row = new_payment(
-            order_id,
+        (
+            ChargeOutcome::Failed(reason.clone()),
             None,
-            Some(customer_id),
-            amount,
             PaymentStatus::Failed,
-            Some(reason.clone()),
-        );
-        (ChargeOutcome::Failed(reason), row)
+            Some(reason),
+        )
     };
-    if !record_payment(&attempt, row).await? {
-        attempt.rollback().await?;
-        let status = status_of(db, order_id)
-            .await?
-            .ok_or_else(|| corrupt(order_id, "vanished after a conflicting insert"))?;
-        return Ok(ChargeOutcome::AlreadyDecided(status));
+    let recorded = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH decided AS (
+                 INSERT INTO payments (order_id, payment_id, customer_id, amount, status, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (order_id) DO NOTHING
+                 RETURNING status
+             ), taken AS (
+                 UPDATE accounts SET balance = balance - $4, updated_at = now()
+                 WHERE customer_id = $3 AND EXISTS (SELECT 1 FROM decided WHERE status = 'Charged')
+                 RETURNING customer_id
+             )
+             SELECT (SELECT count(*) FROM decided) AS recorded, (SELECT count(*) FROM taken) AS taken",
+            [
+                order_id.as_uuid().into(),
+                payment_id.into(),
+                customer_id.as_uuid().into(),
+                amount.minor_units().into(),
+                status.name().into(),
+                reason.into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| corrupt(order_id, "the charge statement returned no row"))?;
+    let inserted: i64 = recorded.try_get_by_index(0)?;
+    if inserted == 1 {
+        return Ok(outcome);
     }
-    attempt.commit().await?;
-    Ok(outcome)
+    // Another decision for the order came first (a redelivery, another message about the same
+    // order, or a refund's tombstone): nothing was moved; answer with that decision.
+    let status = status_of(db, order_id)
+        .await?
+        .ok_or_else(|| corrupt(order_id, "no payment after a conflicting insert"))?;
+    Ok(ChargeOutcome::AlreadyDecided(status))
 }
 
 /// Gives the order's charge back; answers again if it was given back before; leaves a
