@@ -1,26 +1,23 @@
 #!/usr/bin/env bash
 # The system benchmark: starts the four services (release builds) as processes against the
 # local PostgreSQL and RabbitMQ, in databases and a vhost of its own, and measures
-#   1. saturation: closed loop, many clients, completed orders per second;
+#   1. saturation: closed loop, BENCH_CLIENTS clients each waiting for its order to end
+#      (--wait-terminal, so the clients bound the sagas in flight), completed orders per second;
 #   2. latency at 50 % and 80 % of saturation, and at 100 orders/s (with each service's memory);
-#   3. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
+#   3. where the CPU goes: CPU time per order of each service, PostgreSQL and RabbitMQ during
+#      the saturation and the 100 orders/s runs (from /proc), and the kernel's share;
+#   4. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
 #      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin).
 # Results (JSON and SVG reports) go to target/bench/; a summary is printed for BENCHMARKS.md.
 #
-#   scripts/bench-system.sh            (BENCH_SECONDS [30] per load phase, BENCH_CLIENTS [16])
-#
-# Saturation is the closed loop's rate of completed orders over a burst of BENCH_SATURATION_ORDERS
-# [4000], all meant to complete, measured until the last one completes: a closed loop bounds the
-# POSTs in flight, not the sagas, and order-svc accepts orders several times faster than the
-# sagas complete, so the burst must be small enough to drain before the saga deadline.
+#   scripts/bench-system.sh            (BENCH_SECONDS [30] per load phase, BENCH_CLIENTS [64])
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=target/bench
 mkdir -p "$out"
 seconds=${BENCH_SECONDS:-30}
-clients=${BENCH_CLIENTS:-16}
-burst=${BENCH_SATURATION_ORDERS:-4000}
+clients=${BENCH_CLIENTS:-64}
 pg=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
 vhost=saga-bench
 
@@ -40,14 +37,58 @@ export RUST_LOG=warn LOG_FORMAT=json ORDER_SAGA_TIMEOUT_SECS=120
 cargo build --release -q -p loadgen
 scripts/run-local.sh start >/dev/null
 trap 'scripts/run-local.sh stop >/dev/null' EXIT
-loadgen() { target/release/loadgen --amqp-url "$AMQP_URL" --quiet --settle-timeout 120 "$@"; }
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+[[ $target_dir == /* ]] || target_dir="$root/$target_dir"
+loadgen() { "$target_dir/release/loadgen" --amqp-url "$AMQP_URL" --quiet --settle-timeout 120 "$@"; }
+
+# CPU time (clock ticks) by component, summed over live processes: the services, PostgreSQL's
+# backends (which live as long as the services' pools), RabbitMQ's Erlang VM.
+cpu_ticks() {
+    local pid comm stat
+    for stat in /proc/[0-9]*/stat; do
+        pid=${stat#/proc/}
+        pid=${pid%/stat}
+        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+        case $comm in
+        order-svc | inventory-svc | payment-svc | notify-svc | loadgen | postgres) ;;
+        beam.smp) comm=rabbitmq ;;
+        *) continue ;;
+        esac
+        # Fields 14 and 15 (utime, stime), counted from the end of the command name.
+        awk -v name="$comm" '{ sub(/^.*\) /, ""); print name, $12 + $13 }' "$stat" 2>/dev/null
+    done | awk '{ ticks[$1] += $2 } END { for (name in ticks) print name, ticks[name] }' | sort
+}
+kernel_ticks() { awk '/^cpu / { print $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# cpu_profile <before-file> <after-file> <orders>: milliseconds of CPU per order by component.
+cpu_profile() {
+    local hz
+    hz=$(getconf CLK_TCK)
+    join "$1" "$2" | awk -v orders="$3" -v hz="$hz" '
+        { ms = ($3 - $2) * 1000 / hz / orders; total += ms; printf "  %-14s %6.2f ms/order\n", $1, ms }
+        END { printf "  %-14s %6.2f ms/order\n", "total", total }'
+}
+profiled() { # profiled <name> <loadgen args...>: runs loadgen and profiles the CPU it caused
+    local name=$1
+    shift
+    cpu_ticks >"$out/$name.cpu-before"
+    read -r kernel_before all_before < <(kernel_ticks)
+    loadgen "$@" --json "$out/$name.json" --svg "$out/$name.svg" | tee "$out/$name.txt"
+    read -r kernel_after all_after < <(kernel_ticks)
+    cpu_ticks >"$out/$name.cpu-after"
+    local orders
+    orders=$(json "$out/$name.json" "d['counts']['created']")
+    {
+        echo "CPU per order, $name ($orders orders):"
+        cpu_profile "$out/$name.cpu-before" "$out/$name.cpu-after" "$orders"
+        echo "  kernel (system + irq + softirq) share of all CPU time: $(( (kernel_after - kernel_before) * 100 / (all_after - all_before) )) %"
+    } | tee "$out/$name.profile.txt"
+}
 
 say "warm-up"
 loadgen --rate 50 --duration 5 >/dev/null
 
-say "saturation: closed loop, $clients clients, $burst orders, every order meant to complete"
-loadgen --concurrency "$clients" --orders "$burst" --fail-stock 0 --fail-payment 0 \
-    --json "$out/saturation.json" --svg "$out/saturation.svg" | tee "$out/saturation.txt"
+say "saturation: closed loop, $clients clients each waiting for its order to end, $seconds s, every order meant to complete"
+profiled saturation --concurrency "$clients" --wait-terminal --duration "$seconds" --fail-stock 0 --fail-payment 0
 saturation=$(json "$out/saturation.json" "d['throughput']['completed_per_sec']")
 sleep 5
 
@@ -59,7 +100,7 @@ for percent in 50 80; do
 done
 
 say "open loop at 100 orders/s, $seconds s, with each service's resident memory"
-loadgen --rate 100 --duration "$seconds" --json "$out/open-100.json" --svg "$out/open-100.svg" >"$out/open-100.txt" &
+profiled open-100 --rate 100 --duration "$seconds" >"$out/open-100.log" &
 load=$!
 peak=""
 for _ in $(seq "$seconds"); do
@@ -73,7 +114,7 @@ for _ in $(seq "$seconds"); do
     peak="$sample"
 done
 wait "$load"
-cat "$out/open-100.txt"
+cat "$out/open-100.log"
 echo "resident memory at the end of the 100 orders/s run:$peak"
 
 say "PostgreSQL limit: one saga step per transaction (pgbench, 8 clients, 20 s)"
@@ -86,7 +127,8 @@ say "RabbitMQ limits (lapin)"
 RELAY_BENCH_ONLY_RAW=1 cargo bench -q -p outbox --bench relay 2>/dev/null | grep '^|' | tee "$out/rabbitmq.txt"
 
 say "summary"
-echo "saturation (closed loop, $clients clients): $saturation completed orders/s"
+echo "saturation (closed loop, $clients clients waiting for their orders): $saturation completed orders/s"
+cat "$out/saturation.profile.txt" "$out/open-100.profile.txt"
 for run in saturation open-50 open-80 open-100; do
     json "$out/$run.json" "'$run: ' + str(d['throughput']) + ' | POST ms ' + str(d['post_latency_ms']) + ' | to terminal ms ' + str(d['terminal_latency_ms'])"
 done

@@ -96,6 +96,6 @@ pub use consumer::{
 pub use enqueue::{EnqueueError, OutboxSignal, enqueue, enqueue_all, enqueue_message};
 pub use migration::{OutboxMigrator, PoolOptions, connect, migrate};
 pub use publisher::{OutboxPublisher, PublisherConfig};
-pub use retention::{Purged, RetentionConfig, purge, run_retention};
+pub use retention::{Purged, RetentionConfig, maintain, purge, run_retention};
 pub use stats::{ConsumerStats, PublisherStats};
 pub use topology::{Topology, dead_letter_queue};

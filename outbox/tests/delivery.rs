@@ -566,6 +566,98 @@ async fn retention_deletes_only_old_processed_rows() {
     );
 }
 
+/// A relay's connection plans its prepared claim once and reuses the plan. Planned while the
+/// outbox was nearly empty and never re-planned (no statistics: autovacuum off or behind), the
+/// claim keeps a plan that reads every row that ever went through the table. After
+/// [`outbox::maintain`] the same prepared claim is an index scan of the unprocessed rows.
+#[tokio::test]
+async fn maintenance_replans_a_stale_claim_into_an_index_scan() {
+    let fixture = Fixture::new().await;
+    // One connection, like one of the relay's: each statement its own transaction, so that it
+    // sees the invalidations other sessions send.
+    let relay_session = sea_orm::Database::connect(
+        sea_orm::ConnectOptions::new(fixture.database.url())
+            .max_connections(1)
+            .to_owned(),
+    )
+    .await
+    .unwrap();
+    relay_session
+        .execute_unprepared(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE claim (bigint) AS
+                 SELECT * FROM outbox_messages
+                 WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED;
+             EXECUTE claim(256);",
+        )
+        .await
+        .unwrap();
+    // Traffic: 20,000 messages enqueued, then published and marked.
+    fixture
+        .db
+        .execute_unprepared(
+            "INSERT INTO outbox_messages (id, type, payload, correlation_id, occurred_at)
+             SELECT gen_random_uuid(), 'CommitStock', '{}', gen_random_uuid(), now()
+             FROM generate_series(1, 20000);
+             UPDATE outbox_messages SET processed_at = now();
+             INSERT INTO processed_messages (consumer, message_id, type, correlation_id)
+             SELECT 'q', gen_random_uuid(), 'CommitStock', gen_random_uuid()
+             FROM generate_series(1, 20000);",
+        )
+        .await
+        .unwrap();
+    let counts = || {
+        let db = fixture.db.clone();
+        async move {
+            db.execute_unprepared("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT sum(vacuum_count)::bigint, sum(analyze_count)::bigint
+                     FROM pg_stat_user_tables
+                     WHERE relname IN ('outbox_messages', 'processed_messages')",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            (
+                row.try_get_by_index::<i64>(0).unwrap(),
+                row.try_get_by_index::<i64>(1).unwrap(),
+            )
+        }
+    };
+    let before = counts().await;
+    outbox::maintain(&fixture.db).await.unwrap();
+    let after = counts().await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (2, 2),
+        "both tables vacuumed and analysed"
+    );
+
+    let plan: Vec<String> = relay_session
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "EXPLAIN EXECUTE claim(256)",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index(0).unwrap())
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using outbox_messages_unprocessed")
+            && !plan.contains("Seq Scan")
+            && !plan.contains("Bitmap"),
+        "{plan}"
+    );
+    relay_session.close().await.unwrap();
+}
+
 /// Replicas starting together apply the migrations once, without failing.
 #[tokio::test]
 async fn concurrent_migrations_apply_once() {
