@@ -1,7 +1,9 @@
 //! The faults injected while orders flow: service kills (`SIGKILL`, restart after a pause), one
-//! broker cut (every connection of the run's vhost closed by the broker), one database cut
-//! (every backend of the run's databases terminated), duplicates (delivered messages published
-//! again) and poison (malformed and unknown messages straight onto every consumer queue).
+//! payment outage longer than the saga deadline (so that orders are cancelled by their deadline
+//! and the charges payment makes when it returns must be refunded), one broker cut (every
+//! connection of the run's vhost closed by the broker), one database cut (every backend of the
+//! run's databases terminated), duplicates (delivered messages published again) and poison
+//! (malformed and unknown messages straight onto every consumer queue).
 //!
 //! Only the run's own vhost and databases are touched: other tests on the machine are not
 //! disturbed.
@@ -37,6 +39,8 @@ pub struct FaultLog {
     pub broker_cuts: u64,
     /// Database cuts.
     pub database_cuts: u64,
+    /// Outages of every payment-svc replica past the saga deadline.
+    pub outages: u64,
     /// Delivered messages published again.
     pub duplicates: u64,
     /// Poison messages per queue.
@@ -46,14 +50,15 @@ pub struct FaultLog {
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Kill,
+    Outage,
     BrokerCut,
     DatabaseCut,
     Duplicates,
     Poison { huge: bool },
 }
 
-/// A schedule over `run_time`: kills at random moments, one broker and one database cut, two
-/// rounds of poison, and duplicates every two seconds.
+/// A schedule over `run_time`: kills at random moments, one payment outage, one broker and one
+/// database cut, two rounds of poison, and duplicates every two seconds.
 fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fault)> {
     let at = |fraction: f64| run_time.mul_f64(fraction);
     let mut plan = Vec::new();
@@ -63,6 +68,7 @@ fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fau
             Fault::Kill,
         ));
     }
+    plan.push((at(0.4), Fault::Outage));
     plan.push((
         at(0.3 + 0.2 * (rng.below(1000) as f64 / 1000.0)),
         Fault::BrokerCut,
@@ -82,12 +88,14 @@ fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fau
     plan
 }
 
-/// Injects faults for `run_time`, then makes sure every instance runs again.
+/// Injects faults for `run_time`, then makes sure every instance runs again. The payment
+/// outage lasts `outage`, which the caller makes longer than the saga deadline.
 pub async fn inject(
     system: Arc<Mutex<System>>,
     databases: HashMap<Svc, DatabaseConnection>,
     run_time: Duration,
     kills: u64,
+    outage: Duration,
     mut rng: Rng,
 ) -> FaultLog {
     let mut log = FaultLog::default();
@@ -116,17 +124,29 @@ pub async fn inject(
                 ));
                 log.kills += 1;
                 // The restart runs beside the schedule, so that other faults still come on time.
-                let system = Arc::clone(&system);
-                restarts.spawn(async move {
-                    tokio::time::sleep(pause).await;
-                    let url = {
-                        let mut running = system.lock().await;
-                        running.spawn_instance(svc, replica);
-                        running.instance_url(svc, replica)
-                    };
-                    let ready = wait_until_ready(&url, Duration::from_secs(90)).await;
-                    (svc, replica, ready)
-                });
+                restarts.spawn(restart_later(Arc::clone(&system), svc, replica, pause));
+            }
+            Fault::Outage => {
+                let mut running = system.lock().await;
+                let replicas = running.replicas(Svc::Payment);
+                for replica in 0..replicas {
+                    if running.is_running(Svc::Payment, replica) {
+                        running.kill(Svc::Payment, replica).await;
+                    }
+                }
+                drop(running);
+                log.events.push(format!(
+                    "{elapsed:6.1}s outage: every payment-svc replica SIGKILLed, back after {outage:?} (past the saga deadline)"
+                ));
+                log.outages += 1;
+                for replica in 0..replicas {
+                    restarts.spawn(restart_later(
+                        Arc::clone(&system),
+                        Svc::Payment,
+                        replica,
+                        outage,
+                    ));
+                }
             }
             Fault::BrokerCut => {
                 let closed = system.lock().await.vhost().close_connections();
@@ -176,6 +196,23 @@ pub async fn inject(
         log.duplicates
     ));
     log
+}
+
+/// Starts a killed instance again after `pause`; says whether it became ready.
+async fn restart_later(
+    system: Arc<Mutex<System>>,
+    svc: Svc,
+    replica: usize,
+    pause: Duration,
+) -> (Svc, usize, bool) {
+    tokio::time::sleep(pause).await;
+    let url = {
+        let mut running = system.lock().await;
+        running.spawn_instance(svc, replica);
+        running.instance_url(svc, replica)
+    };
+    let ready = wait_until_ready(&url, Duration::from_secs(90)).await;
+    (svc, replica, ready)
 }
 
 /// Publishes up to five already-delivered messages of each service again, as a broker

@@ -76,6 +76,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         databases.clone(),
         run_time,
         args.kills,
+        Duration::from_secs(args.saga_timeout_secs + 3),
         Rng::new(rng.next_u64()),
     ));
     let driven = drive::drive(order_urls, &setup, args.orders, args.rate, &mut rng).await;
@@ -167,23 +168,26 @@ async fn inbox_count(db: &DatabaseConnection) -> i64 {
 /// How the orders ended, by status and by the first words of the cancellation reason, so that
 /// a reader sees which paths the run exercised (completions, stock and payment failures,
 /// deadlines).
-async fn outcomes(db: &DatabaseConnection) -> String {
+const ORDER_OUTCOMES: &str = "SELECT status || COALESCE(' (' || split_part(cancellation_reason, ':', 1) || ')', ''), count(*)
+                              FROM orders GROUP BY 1 ORDER BY 2 DESC";
+/// How the payments ended: refunds are the saga's compensations of late charges (tombstones,
+/// refunds of charges never made, are counted apart).
+const PAYMENT_OUTCOMES: &str = "SELECT status || CASE WHEN amount = 0 AND customer_id IS NULL THEN ' (tombstone)' ELSE '' END, count(*)
+                                FROM payments GROUP BY 1 ORDER BY 2 DESC";
+
+/// `count label, ...` from a query returning (label, count) rows.
+async fn counted(db: &DatabaseConnection, sql: &str) -> String {
     let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT status || COALESCE(' (' || split_part(cancellation_reason, ':', 1) || ')', ''),
-                    count(*)
-             FROM orders GROUP BY 1 ORDER BY 2 DESC",
-        ))
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await;
     let Ok(rows) = rows else {
-        return "unknown (the orders database did not answer)".into();
+        return "unknown (the database did not answer)".into();
     };
     rows.iter()
         .filter_map(|row| {
-            let outcome: String = row.try_get_by_index(0).ok()?;
+            let label: String = row.try_get_by_index(0).ok()?;
             let count: i64 = row.try_get_by_index(1).ok()?;
-            Some(format!("{count} {outcome}"))
+            Some(format!("{count} {label}"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -219,8 +223,9 @@ async fn print_report(
         driven.retries
     );
     println!(
-        "Faults: {} kills, {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages",
+        "Faults: {} kills, {} payment outage(s), {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages",
         log.kills,
+        log.outages,
         log.broker_cuts,
         log.database_cuts,
         log.duplicates,
@@ -235,7 +240,14 @@ async fn print_report(
         ));
     }
     println!("Inbox records: {}", inboxes.join(", "));
-    println!("Outcomes: {}", outcomes(&databases[&Svc::Order]).await);
+    println!(
+        "Outcomes: {}",
+        counted(&databases[&Svc::Order], ORDER_OUTCOMES).await
+    );
+    println!(
+        "Payments: {}",
+        counted(&databases[&Svc::Payment], PAYMENT_OUTCOMES).await
+    );
     println!(
         "Dead letters: {} in {} queues",
         dead_letters.total,
