@@ -91,6 +91,8 @@ impl From<product::Model> for ProductStock {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetStock {
     /// Units free to reserve; at least 0.
+    #[serde(deserialize_with = "service_kit::extract::integer")]
+    #[schema(minimum = 0)]
     pub available: i64,
 }
 
@@ -99,8 +101,10 @@ pub struct SetStock {
 #[into_params(parameter_in = Query)]
 pub struct ProductPage {
     /// At most this many products (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
-    /// Products whose id sorts after this one.
+    /// Products whose id sorts after this one (a product id).
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub after: Option<String>,
 }
 
@@ -133,7 +137,8 @@ fn product_id_from_path(raw: String) -> Result<ProductId, ApiError> {
 /// A product's stock.
 #[utoipa::path(
     get, path = "/products/{product_id}",
-    params(("product_id" = String, Path, description = "1–64 characters of A-Z, a-z, 0-9, '_', '-'")),
+    params(("product_id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$",
+        description = "1–64 characters of A-Z, a-z, 0-9, '_', '-'")),
     responses(
         (status = 200, body = ProductStock),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -172,14 +177,26 @@ async fn list_products(
             message: format!("must be between 1 and 1000, got {limit}"),
         });
     }
-    let rows = store::products(&db, limit, page.after.as_deref()).await?;
+    // The cursor is a product id: anything else (a NUL byte, which PostgreSQL's text refuses,
+    // included) is the client's mistake, not the database's.
+    let after = page
+        .after
+        .map(|after| {
+            ProductId::new(after).map_err(|error| ApiError::Invalid {
+                field: "after",
+                message: error.to_string(),
+            })
+        })
+        .transpose()?;
+    let rows = store::products(&db, limit, after.as_ref().map(ProductId::as_str)).await?;
     Ok(ApiJson(rows.into_iter().map(ProductStock::from).collect()))
 }
 
 /// Creates a product or sets its available stock.
 #[utoipa::path(
     put, path = "/products/{product_id}",
-    params(("product_id" = String, Path, description = "1–64 characters of A-Z, a-z, 0-9, '_', '-'")),
+    params(("product_id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$",
+        description = "1–64 characters of A-Z, a-z, 0-9, '_', '-'")),
     request_body = SetStock,
     responses(
         (status = 200, description = "Stock set", body = ProductStock),

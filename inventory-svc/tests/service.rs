@@ -145,6 +145,16 @@ async fn http_requests_get_their_status_and_problem_fields() {
         ("GET", "/products", None, 200, None),
         ("GET", "/products?limit=0", None, 422, Some("limit")),
         ("GET", "/products?limit=x", None, 400, Some("limit")),
+        ("GET", "/products?after=widget-a", None, 200, None),
+        // A NUL byte reached PostgreSQL as text and came back a 500 (found by schemathesis).
+        (
+            "GET",
+            "/products?after=J%C3%AE%00T",
+            None,
+            422,
+            Some("after"),
+        ),
+        ("GET", "/products?after=", None, 422, Some("after")),
         ("GET", "/products/no-such-product", None, 404, None),
         ("GET", "/products/bad%20id", None, 400, Some("product_id")),
         (
@@ -160,6 +170,21 @@ async fn http_requests_get_their_status_and_problem_fields() {
             Some(r#"{"available": 7}"#),
             200,
             None,
+        ),
+        // JSON Schema counts 7.0 as an integer, and so does the API; 7.5 is not one.
+        (
+            "PUT",
+            "/products/fresh-product",
+            Some(r#"{"available": 7.0}"#),
+            200,
+            None,
+        ),
+        (
+            "PUT",
+            "/products/fresh-product",
+            Some(r#"{"available": 7.5}"#),
+            400,
+            Some("available"),
         ),
         (
             "PUT",

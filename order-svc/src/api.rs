@@ -187,15 +187,33 @@ pub struct OrderPage {
     pub next_cursor: Option<Uuid>,
 }
 
+/// An order's state, as the API names it (the order saga's states).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the handler validates the text itself.
+pub enum OrderStatus {
+    /// Placed; stock not reserved yet.
+    Pending,
+    /// Stock reserved; payment not taken yet.
+    Reserved,
+    /// Paid; the reserved stock not committed yet.
+    Paid,
+    /// Stock committed: the order is done.
+    Completed,
+    /// Cancelled, with the compensations its progress required.
+    Cancelled,
+}
+
 /// Filters and paging of `GET /orders`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListOrders {
     /// Only orders in this state.
+    #[param(value_type = Option<OrderStatus>, inline)]
     pub status: Option<String>,
     /// Only this customer's orders.
     pub customer_id: Option<Uuid>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -259,7 +277,8 @@ pub struct AppState {
 #[utoipa::path(
     post, path = "/orders",
     request_body = PlaceOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 characters; the same key with the same body returns the original order")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]{0,253}[!-~])?$",
+        description = "1–255 printable ASCII characters, not starting or ending with a space; the same key with the same body returns the original order")),
     responses(
         (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "/orders/{id}"))),
         (status = 200, description = "Already placed with this Idempotency-Key", body = Order),

@@ -21,6 +21,7 @@ pub struct PlaceOrder {
     #[schema(format = Uuid)]
     pub customer_id: String,
     /// 1 to 100 lines, each product at most once.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<PlaceOrderLine>,
 }
 
@@ -28,10 +29,15 @@ pub struct PlaceOrder {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub struct PlaceOrderLine {
     /// 1–64 characters of `[A-Za-z0-9_-]`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub product_id: String,
     /// 1 to 10,000.
+    #[serde(deserialize_with = "service_kit::extract::integer")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i64,
     /// 0 to 10^9 minor units.
+    #[serde(deserialize_with = "service_kit::extract::integer")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub unit_price: i64,
 }
 
@@ -167,16 +173,28 @@ pub fn canonical(order: &ValidOrder) -> String {
     serde_json::json!({ "customer_id": order.customer_id.to_string(), "items": lines }).to_string()
 }
 
-/// Checks an `Idempotency-Key` header value: 1 to 255 characters.
+/// The `Idempotency-Key` rule as a regular expression, for the OpenAPI document: 1 to 255
+/// printable ASCII characters, not starting or ending with a space (HTTP drops such spaces, so
+/// the service could not tell `" k"` from `"k"`).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]([ -~]{0,253}[!-~])?$";
+
+/// Checks an `Idempotency-Key` header value against [`IDEMPOTENCY_KEY_PATTERN`].
 pub fn idempotency_key(value: &str) -> Result<&str, Violation> {
     let length = value.chars().count();
-    if (1..=255).contains(&length) {
-        return Ok(value);
+    if !(1..=255).contains(&length) {
+        return Err(violation(
+            "Idempotency-Key",
+            format!("must be 1 to 255 characters, has {length}"),
+        ));
     }
-    Err(violation(
-        "Idempotency-Key",
-        format!("must be 1 to 255 characters, has {length}"),
-    ))
+    let printable = |character: char| (' '..='~').contains(&character);
+    if !value.chars().all(printable) || value.starts_with(' ') || value.ends_with(' ') {
+        return Err(violation(
+            "Idempotency-Key",
+            "must be printable ASCII, not starting or ending with a space",
+        ));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -291,10 +309,19 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_have_a_length() {
-        assert!(idempotency_key("k").is_ok());
-        assert!(idempotency_key(&"k".repeat(255)).is_ok());
-        assert!(idempotency_key("").is_err());
-        assert!(idempotency_key(&"k".repeat(256)).is_err());
+    fn idempotency_keys_have_a_length_and_printable_characters() {
+        for (key, valid) in [
+            ("k".to_owned(), true),
+            ("k".repeat(255), true),
+            ("order 42: retry #3 ~!".to_owned(), true),
+            (String::new(), false),
+            ("k".repeat(256), false),
+            ("tab\there".to_owned(), false),
+            (" leading".to_owned(), false),
+            ("trailing ".to_owned(), false),
+            ("ключ".to_owned(), false),
+        ] {
+            assert_eq!(idempotency_key(&key).is_ok(), valid, "{key:?}");
+        }
     }
 }

@@ -601,4 +601,19 @@ async fn lists_page_newest_first_and_the_saga_is_served_as_run() {
     for path in ["/orders", "/orders/{id}", "/saga"] {
         assert!(openapi["paths"][path].is_object(), "{path} is documented");
     }
+    // The document states the rules the handlers apply (utoipa takes literals, so the copies
+    // are checked here).
+    let key = &openapi["paths"]["/orders"]["post"]["parameters"][0];
+    assert_eq!(key["name"], "Idempotency-Key");
+    assert_eq!(
+        key["schema"]["pattern"],
+        order_svc::validation::IDEMPOTENCY_KEY_PATTERN
+    );
+    let states: Vec<&str> = <saga_core::order::OrderState as saga_core::Label>::ALL
+        .iter()
+        .map(|&state| saga_core::Label::name(state))
+        .collect();
+    let status = &openapi["paths"]["/orders"]["get"]["parameters"][0];
+    assert_eq!(status["name"], "status");
+    assert_eq!(status["schema"]["enum"], serde_json::json!(states));
 }

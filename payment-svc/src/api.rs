@@ -108,6 +108,8 @@ impl From<account::Model> for Account {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetBalance {
     /// The new balance in minor units; at least 0.
+    #[serde(deserialize_with = "service_kit::extract::integer")]
+    #[schema(minimum = 0)]
     pub balance: i64,
 }
 

@@ -39,7 +39,7 @@ pub const QUERY_FIELD: &str = "query";
 /// any `application/*+json`, and rejects with a problem: 415 for another or missing content
 /// type, 413 beyond the body limit ([`crate::http::body_limit`]), 400 for malformed JSON (the
 /// detail carries the parser's line and column) and 400 -- not axum's 422 -- for JSON of the wrong
-/// shape, with the offending JSON path as the field.
+/// shape, with the offending JSON path as the field. The body must be a JSON object.
 ///
 /// As a response it serialises `T` with `Content-Type: application/json`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -134,6 +134,15 @@ fn body_read_problem(rejection: &BytesRejection, body_limit: Option<RequestBodyL
 }
 
 fn deserialize_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Every request body of the services is an object, and serde would read a struct from an
+    // array of its fields' values too (`[100]` as `{"balance": 100}`), which the OpenAPI
+    // documents do not allow.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        let message = "must be a JSON object, not an array";
+        return Err(Problem::from_status(StatusCode::BAD_REQUEST)
+            .with_detail(format!("the request body {message}"))
+            .with_field_error(BODY_FIELD, message));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(value) => value,
@@ -354,9 +363,91 @@ pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -
         .with_detail(format!("{method} is not allowed on {}", uri.path()))
 }
 
+/// Deserialises a JSON integer that may be written with a zero fraction (`5.0`), for
+/// `#[serde(deserialize_with = "service_kit::extract::integer")]` on `i64` fields.
+///
+/// JSON Schema, and so the OpenAPI documents the services publish, counts `5.0` as an integer;
+/// a client (or a fuzzer reading the document) may send it. A fraction (`5.5`), a number outside
+/// `i64` or anything that is not a number is still an error naming the field.
+pub fn integer<'de, D>(deserializer: D) -> Result<i64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Integer;
+
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("an integer")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| {
+                E::invalid_value(serde::de::Unexpected::Unsigned(value), &"an i64 integer")
+            })
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            // -2^63 is exactly representable; 2^63 is the first value past i64::MAX.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            if value.fract() != 0.0 || !value.is_finite() {
+                return Err(E::invalid_type(serde::de::Unexpected::Float(value), &self));
+            }
+            if !(-LIMIT..LIMIT).contains(&value) {
+                return Err(E::invalid_value(
+                    serde::de::Unexpected::Float(value),
+                    &"an i64 integer",
+                ));
+            }
+            Ok(value as i64)
+        }
+    }
+
+    deserializer.deserialize_any(Integer)
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn integers_may_carry_a_zero_fraction_and_nothing_else() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "integer")]
+            n: i64,
+        }
+        let check = |json: &str, expected: Result<i64, &str>| {
+            let parsed = serde_json::from_str::<Body>(&format!(r#"{{"n": {json}}}"#))
+                .map(|body| body.n)
+                .map_err(|error| error.to_string());
+            match (parsed, expected) {
+                (Ok(value), Ok(wanted)) => assert_eq!(value, wanted, "{json}"),
+                (Err(error), Err(wanted)) => assert!(error.contains(wanted), "{json}: {error}"),
+                (parsed, expected) => panic!("{json}: got {parsed:?}, expected {expected:?}"),
+            }
+        };
+        check("5", Ok(5));
+        check("-5", Ok(-5));
+        check("5.0", Ok(5));
+        check("-608269028.0", Ok(-608_269_028));
+        check("1e3", Ok(1000));
+        check("9223372036854775807", Ok(i64::MAX));
+        check("-9223372036854775808", Ok(i64::MIN));
+        check("-9223372036854775808.0", Ok(i64::MIN));
+        check("5.5", Err("expected an integer"));
+        check("9223372036854775808", Err("expected an i64 integer"));
+        check("1e19", Err("expected an i64 integer"));
+        check(r#""5""#, Err("expected an integer"));
+        check("null", Err("expected an integer"));
+    }
 
     #[test]
     fn json_media_types() {

@@ -264,6 +264,11 @@ async fn requests_are_answered_or_rejected_with_problems() {
             .json("42")
             .fields(&["body"])
             .detail("expected struct Order"),
+        // serde alone would read the struct from its fields' values in an array.
+        Case::new("an array where the object belongs", "POST", "/orders", 400)
+            .json(r#" [ "c-1", [] ]"#)
+            .fields(&["body"])
+            .detail("must be a JSON object"),
         Case::new("text/plain is not JSON", "POST", "/orders", 415)
             .json(VALID_ORDER)
             .content_type(Some("text/plain"))
