@@ -246,8 +246,12 @@ async fn decide<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| corrupt(order_id, "the charge statement returned no row"))?;
     let inserted: i64 = recorded.try_get_by_index(0)?;
-    if inserted == 1 {
-        return Ok(outcome);
+    let taken: i64 = recorded.try_get_by_index(1)?;
+    match (inserted, taken, &outcome) {
+        (1, 1, ChargeOutcome::Charged(_)) | (1, 0, ChargeOutcome::Failed(_)) => return Ok(outcome),
+        // The locked account cannot vanish; if it did, the error rolls the decision back.
+        (1, _, _) => return Err(corrupt(order_id, "the charge moved no money")),
+        _ => {}
     }
     // Another decision for the order came first (a redelivery, another message about the same
     // order, or a refund's tombstone): nothing was moved; answer with that decision.
