@@ -5,7 +5,10 @@
 # requests accepted, schema-violating ones refused). Afterwards every service must still be
 # ready. Exits non-zero on any failure.
 #
-#   scripts/fuzz-http.sh                (FUZZ_SECONDS [30] per service)
+#   scripts/fuzz-http.sh                (FUZZ_SECONDS [30] per service, FUZZ_SEED [random])
+#
+# CI passes a fixed FUZZ_SEED, so that a run cannot fail on a finding an earlier run did not
+# make; run it without one to explore (the seed of each run is printed in its log).
 #
 # The services run as processes (scripts/run-local.sh, release builds) against the local
 # PostgreSQL and RabbitMQ, in databases and a vhost of their own, removed afterwards.
@@ -17,6 +20,8 @@ cd "$root"
 
 schemathesis_version=4.32.5
 seconds=${FUZZ_SECONDS:-30}
+seed_option=()
+[[ -z ${FUZZ_SEED:-} ]] || seed_option=(--seed "$FUZZ_SEED")
 venv=${SCHEMATHESIS_VENV:-$HOME/.cache/saga-rs/schemathesis-$schemathesis_version}
 pg=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
 vhost=saga-fuzz
@@ -54,11 +59,11 @@ for service in order-svc:8080 inventory-svc:8081 payment-svc:8082 notify-svc:808
     # error, not a finding, with two).
     if ! "$venv/bin/schemathesis" --no-color --config-file scripts/fuzz/schemathesis.toml \
         run "http://127.0.0.1:$port/openapi.json" --max-time "$seconds" --workers 1 \
-        --request-timeout 10 >"target/run-local/fuzz-$name.log" 2>&1; then
+        --request-timeout 10 "${seed_option[@]}" >"target/run-local/fuzz-$name.log" 2>&1; then
         failed+=("$name")
         tail -n 60 "target/run-local/fuzz-$name.log"
     fi
-    grep -E '^  [0-9]+ generated' "target/run-local/fuzz-$name.log" || true
+    grep -E '^  [0-9]+ generated|^Seed: ' "target/run-local/fuzz-$name.log" || true
 done
 
 say "every service still ready"
