@@ -94,6 +94,15 @@ struct Inner {
     observer_error: Option<String>,
 }
 
+impl Inner {
+    /// Wakes the closed-loop client waiting for `order_id`, if any (it may have stopped waiting).
+    fn wake_waiter(&mut self, order_id: Uuid) {
+        if let Some(waiter) = self.waiters.remove(&order_id) {
+            let _ = waiter.send(());
+        }
+    }
+}
+
 /// The run's record. Cheap operations under a short lock; nothing awaits while holding it.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
@@ -181,12 +190,9 @@ impl Ledger {
             Some(attempt) => {
                 let status = terminal.status;
                 attempt.terminal = Some(terminal);
-                let waiter = inner.waiters.remove(&order_id);
+                inner.wake_waiter(order_id);
                 drop(guard);
                 self.count_terminal(status);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(());
-                }
             }
             None => {
                 let now = terminal.at;
@@ -232,9 +238,7 @@ impl Ledger {
                 Ok(Some(terminal)) => {
                     counted = Some(terminal.status);
                     attempt.terminal = Some(terminal);
-                    if let Some(waiter) = inner.waiters.remove(&order_id) {
-                        let _ = waiter.send(());
-                    }
+                    inner.wake_waiter(order_id);
                 }
                 Ok(None) => {}
                 Err(reason) => attempt.lookup_error = Some(reason),

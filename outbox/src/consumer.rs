@@ -197,7 +197,8 @@ impl<H: Handler> TransactionalProcessor<H> {
         let mut immediate_retries = 0;
         loop {
             let transaction = self.db.begin().await?;
-            if !record_in_inbox(&transaction, item).await? {
+            let first_sight = record_all_in_inbox(&transaction, std::slice::from_ref(item)).await?;
+            if first_sight.is_empty() {
                 transaction.rollback().await?;
                 return Ok(Verdict::Duplicate);
             }
@@ -231,27 +232,6 @@ impl<H: Handler> TransactionalProcessor<H> {
             other => Some(Verdict::Retry(other.to_string())),
         }
     }
-}
-
-/// Inserts the inbox row; `false` if the consumer already handled this message.
-async fn record_in_inbox(
-    transaction: &DatabaseTransaction,
-    item: &Received,
-) -> Result<bool, DbErr> {
-    let inserted = transaction
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO processed_messages (consumer, message_id, type, correlation_id)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            [
-                item.queue.as_ref().into(),
-                item.envelope.message_id.as_uuid().into(),
-                item.envelope.message_type.name().into(),
-                item.envelope.correlation_id.as_uuid().into(),
-            ],
-        ))
-        .await?;
-    Ok(inserted.rows_affected() == 1)
 }
 
 /// Inserts the inbox rows of a whole batch in one statement; returns the messages seen for the

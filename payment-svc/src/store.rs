@@ -14,8 +14,8 @@
 
 use contracts::{CustomerId, Money, OrderId, PaymentId, StockReserved};
 use sea_orm::{
-    ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect, Statement,
-    TransactionSession, TransactionTrait, TryInsertResult,
+    ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, TransactionSession,
+    TransactionTrait, TryInsertResult,
 };
 
 use crate::entity::{account, payment};
@@ -133,6 +133,10 @@ async fn open_account<C: ConnectionTrait>(
     Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
 }
 
+fn no_account(customer_id: CustomerId) -> DbErr {
+    DbErr::RecordNotFound(format!("account of customer {customer_id}"))
+}
+
 /// The account's balance, locked until the caller's transaction ends; `None` if there is no
 /// account.
 async fn lock_balance<C: ConnectionTrait>(
@@ -147,18 +151,6 @@ async fn lock_balance<C: ConnectionTrait>(
         ))
         .await?;
     row.map(|row| row.try_get_by_index(0)).transpose()
-}
-
-/// The account, locked until the caller's transaction ends.
-async fn lock_account<C: ConnectionTrait>(
-    db: &C,
-    customer_id: CustomerId,
-) -> Result<account::Model, DbErr> {
-    account::Entity::find_by_id(customer_id.as_uuid())
-        .lock_exclusive()
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("account of customer {customer_id}")))
 }
 
 /// Charges the order's total to its customer, opening the account with `default_balance` if
@@ -184,7 +176,7 @@ pub async fn charge<C: ConnectionTrait + TransactionTrait>(
     open_account(&attempt, customer_id, default_balance).await?;
     let available = lock_balance(&attempt, customer_id)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("account of customer {customer_id}")))?;
+        .ok_or_else(|| no_account(customer_id))?;
     let outcome = decide(&attempt, request, available).await?;
     match outcome {
         ChargeOutcome::AlreadyDecided(_) => attempt.rollback().await?,
@@ -296,7 +288,9 @@ pub async fn refund<C: ConnectionTrait>(
         .customer_id
         .map(CustomerId::from)
         .ok_or_else(|| corrupt(order_id, "charged without a customer"))?;
-    lock_account(db, customer_id).await?;
+    lock_balance(db, customer_id)
+        .await?
+        .ok_or_else(|| no_account(customer_id))?;
     let marked = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
