@@ -30,6 +30,9 @@ pub const HEADER_ATTEMPT: &str = "x-attempt";
 pub const HEADER_LAST_ERROR: &str = "x-last-error";
 /// Header: why a message was dead-lettered (on messages in a `.dlq` queue).
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
+/// Header: the AMQP `user_id` of the message's original sender, on a message a consumer
+/// republished (a retry, a dead letter) under its own `user_id`.
+pub const HEADER_ORIGINAL_USER_ID: &str = "x-original-user-id";
 /// Header: the queue a dead-lettered or retried message came from.
 pub const HEADER_ORIGINAL_QUEUE: &str = "x-original-queue";
 

@@ -11,14 +11,23 @@
 //! # Example
 //!
 //! ```
-//! use contracts::{AnyMessage, Envelope, Message, MessageType, Money, OrderId, StockReserved};
+//! use contracts::{
+//!     AnyMessage, Envelope, Message, MessageType, Money, OrderId, PricedLine, ProductId, Quantity,
+//!     StockReserved,
+//! };
 //! use contracts::envelope::{WireMessage, format_occurred_at};
 //!
-//! let event = StockReserved {
-//!     order_id: OrderId::generate(),
-//!     customer_id: "0199c3e1-7a4e-7cc0-8a4e-6c1e2f3a4b5c".parse().unwrap(),
-//!     total: Money::new(2_500).unwrap(),
-//! };
+//! let event = StockReserved::new(
+//!     OrderId::generate(),
+//!     "0199c3e1-7a4e-7cc0-8a4e-6c1e2f3a4b5c".parse().unwrap(),
+//!     vec![PricedLine {
+//!         product_id: ProductId::new("sku-1").unwrap(),
+//!         quantity: Quantity::new(2).unwrap(),
+//!         unit_price: Money::new(1_250).unwrap(),
+//!     }],
+//! )
+//! .unwrap();
+//! assert_eq!(event.total, Money::new(2_500).unwrap());
 //! let envelope = Envelope::new(&event, None).unwrap();
 //! assert_eq!(envelope.message_type.name(), "StockReserved");
 //! assert_eq!(envelope.correlation_id, event.order_id());
@@ -50,11 +59,13 @@ pub mod values;
 pub use envelope::Envelope;
 pub use messages::{
     AnyMessage, CommitStock, DecodeError, InvalidOrder, Message, MessageType, OrderCancelled,
-    OrderCompleted, OrderCreated, OrderLine, PaymentFailed, PaymentRefunded, PaymentSucceeded,
+    OrderCompleted, OrderCreated, OrderLine, PaymentFailed, PricedLine, PaymentRefunded, PaymentSucceeded,
     RefundPayment, ReleaseStock, StockCommitted, StockFailed, StockReleased, StockReserved,
     order_total,
 };
-pub use topology::{EXCHANGE, SUBSCRIPTIONS, Service, Subscription};
+pub use topology::{
+    EXCHANGE, InvalidProducerUsers, ProducerUsers, SUBSCRIPTIONS, Service, Subscription,
+};
 pub use values::{
     CustomerId, InvalidValue, MessageId, Money, OrderId, PaymentId, ProductId, Quantity,
 };

@@ -53,7 +53,7 @@ pub enum DecodeError {
 }
 
 macro_rules! messages {
-    ($( $(#[$meta:meta])* $name:ident ),+ $(,)?) => {
+    ($( $(#[$meta:meta])* $name:ident by $producer:ident ),+ $(,)?) => {
         /// The type of a message. Its [`name`](MessageType::name) is the routing key and the
         /// `type` of the envelope.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +69,14 @@ macro_rules! messages {
             pub const fn name(self) -> &'static str {
                 match self {
                     $( MessageType::$name => stringify!($name) ),+
+                }
+            }
+
+            /// The one service that produces messages of this type. Consumers accept a message
+            /// only from that service's broker user (see [`crate::topology::ProducerUsers`]).
+            pub const fn producer(self) -> crate::topology::Service {
+                match self {
+                    $( MessageType::$name => crate::topology::Service::$producer ),+
                 }
             }
 
@@ -139,31 +147,31 @@ macro_rules! messages {
 
 messages! {
     /// Event, order-svc → inventory-svc: an order was placed; reserve its lines.
-    OrderCreated,
+    OrderCreated by Order,
     /// Event, inventory-svc → payment-svc and order-svc: every line is held.
-    StockReserved,
+    StockReserved by Inventory,
     /// Event, inventory-svc → order-svc and notify-svc: the lines could not be held.
-    StockFailed,
+    StockFailed by Inventory,
     /// Event, payment-svc → order-svc and notify-svc: the total was charged.
-    PaymentSucceeded,
+    PaymentSucceeded by Payment,
     /// Event, payment-svc → order-svc and notify-svc: the total could not be charged.
-    PaymentFailed,
+    PaymentFailed by Payment,
     /// Command, order-svc → inventory-svc: the order is paid; turn the reservation into a sale.
-    CommitStock,
+    CommitStock by Order,
     /// Event, inventory-svc → order-svc: the reservation is now a sale.
-    StockCommitted,
+    StockCommitted by Inventory,
     /// Command (compensation), order-svc → inventory-svc: give the reserved goods back.
-    ReleaseStock,
+    ReleaseStock by Order,
     /// Event, inventory-svc → order-svc: the reservation was released (or never existed).
-    StockReleased,
+    StockReleased by Inventory,
     /// Command (compensation), order-svc → payment-svc: give the money back.
-    RefundPayment,
+    RefundPayment by Order,
     /// Event, payment-svc → order-svc: the charge was refunded (or never existed).
-    PaymentRefunded,
+    PaymentRefunded by Payment,
     /// Event, order-svc → notify-svc and anyone listening: the order completed.
-    OrderCompleted,
+    OrderCompleted by Order,
     /// Event, order-svc → notify-svc and anyone listening: the order was cancelled.
-    OrderCancelled,
+    OrderCancelled by Order,
 }
 
 impl fmt::Display for MessageType {
@@ -185,21 +193,30 @@ impl<'de> Deserialize<'de> for MessageType {
     }
 }
 
-/// One line of an order.
+/// One line of an order as the customer placed it: a product and how many. Prices are not the
+/// client's to set; inventory prices each line from its catalog when it reserves the stock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
     /// The product.
     pub product_id: ProductId,
     /// How many.
     pub quantity: Quantity,
-    /// Price of one unit, in minor units.
+}
+
+/// One line of an order priced from inventory's catalog at the moment of reservation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedLine {
+    /// The product.
+    pub product_id: ProductId,
+    /// How many.
+    pub quantity: Quantity,
+    /// The catalog price of one unit when the stock was reserved, in minor units.
     pub unit_price: Money,
 }
 
 /// An order was placed (the saga's start effect, `ReserveStock`).
 ///
-/// Deserialisation checks the whole order: at least one line, no product twice, and `total`
-/// equal to the sum of `quantity × unit_price` without overflow.
+/// Deserialisation checks the whole order: at least one line, no product twice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "UncheckedOrderCreated")]
 pub struct OrderCreated {
@@ -209,8 +226,6 @@ pub struct OrderCreated {
     pub customer_id: CustomerId,
     /// What was ordered; never empty, each product at most once.
     pub items: Vec<OrderLine>,
-    /// Σ quantity × unit price.
-    pub total: Money,
 }
 
 #[derive(Deserialize)]
@@ -218,7 +233,6 @@ struct UncheckedOrderCreated {
     order_id: OrderId,
     customer_id: CustomerId,
     items: Vec<OrderLine>,
-    total: Money,
 }
 
 /// Why an order's lines do not make an order.
@@ -244,15 +258,89 @@ pub enum InvalidOrder {
 }
 
 impl OrderCreated {
-    /// An order with its total computed from the lines; rejects empty orders, repeated
-    /// products and totals that overflow.
+    /// An order of `items`; rejects empty orders and repeated products.
     pub fn new(
         order_id: OrderId,
         customer_id: CustomerId,
         items: Vec<OrderLine>,
     ) -> Result<OrderCreated, InvalidOrder> {
-        let total = order_total(&items)?;
+        check_lines(items.iter().map(|line| &line.product_id))?;
         Ok(OrderCreated {
+            order_id,
+            customer_id,
+            items,
+        })
+    }
+}
+
+impl TryFrom<UncheckedOrderCreated> for OrderCreated {
+    type Error = InvalidOrder;
+    fn try_from(unchecked: UncheckedOrderCreated) -> Result<Self, Self::Error> {
+        OrderCreated::new(unchecked.order_id, unchecked.customer_id, unchecked.items)
+    }
+}
+
+/// Checks there is at least one line and no product twice.
+fn check_lines<'a>(products: impl Iterator<Item = &'a ProductId>) -> Result<(), InvalidOrder> {
+    let mut seen = std::collections::BTreeSet::new();
+    for product_id in products {
+        if !seen.insert(product_id) {
+            return Err(InvalidOrder::RepeatedProduct(product_id.clone()));
+        }
+    }
+    match seen.is_empty() {
+        true => Err(InvalidOrder::NoLines),
+        false => Ok(()),
+    }
+}
+
+/// The total of priced `items`, checking there is at least one line, no product twice and no
+/// overflow.
+pub fn order_total(items: &[PricedLine]) -> Result<Money, InvalidOrder> {
+    check_lines(items.iter().map(|line| &line.product_id))?;
+    items.iter().try_fold(Money::ZERO, |total, line| {
+        line.unit_price
+            .checked_mul(line.quantity)
+            .and_then(|amount| total.checked_add(amount))
+            .ok_or(InvalidOrder::TotalOverflows)
+    })
+}
+
+/// Every line of the order is held for it, priced from the catalog.
+///
+/// Deserialisation checks the lines (at least one, no product twice) and that `total` is the sum
+/// of `quantity × unit_price` without overflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedStockReserved")]
+pub struct StockReserved {
+    /// The order.
+    pub order_id: OrderId,
+    /// Who pays (carried so that payment needs no lookup).
+    pub customer_id: CustomerId,
+    /// The lines with the catalog prices they were reserved at.
+    pub items: Vec<PricedLine>,
+    /// What to charge: Σ quantity × unit price.
+    pub total: Money,
+}
+
+#[derive(Deserialize)]
+struct UncheckedStockReserved {
+    order_id: OrderId,
+    customer_id: CustomerId,
+    items: Vec<PricedLine>,
+    total: Money,
+}
+
+impl StockReserved {
+    /// A reservation of priced `items`, its total computed from them; rejects empty lists,
+    /// repeated products and totals that overflow.
+    pub fn new(
+        order_id: OrderId,
+        customer_id: CustomerId,
+        items: Vec<PricedLine>,
+    ) -> Result<StockReserved, InvalidOrder> {
+        let total = order_total(&items)?;
+        Ok(StockReserved {
             order_id,
             customer_id,
             items,
@@ -261,31 +349,11 @@ impl OrderCreated {
     }
 }
 
-/// The total of `items`, checking there is at least one line and no product twice.
-pub fn order_total(items: &[OrderLine]) -> Result<Money, InvalidOrder> {
-    if items.is_empty() {
-        return Err(InvalidOrder::NoLines);
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    let mut total = Money::ZERO;
-    for line in items {
-        if !seen.insert(&line.product_id) {
-            return Err(InvalidOrder::RepeatedProduct(line.product_id.clone()));
-        }
-        total = line
-            .unit_price
-            .checked_mul(line.quantity)
-            .and_then(|amount| total.checked_add(amount))
-            .ok_or(InvalidOrder::TotalOverflows)?;
-    }
-    Ok(total)
-}
-
-impl TryFrom<UncheckedOrderCreated> for OrderCreated {
+impl TryFrom<UncheckedStockReserved> for StockReserved {
     type Error = InvalidOrder;
-    fn try_from(unchecked: UncheckedOrderCreated) -> Result<Self, Self::Error> {
+    fn try_from(unchecked: UncheckedStockReserved) -> Result<Self, Self::Error> {
         let checked =
-            OrderCreated::new(unchecked.order_id, unchecked.customer_id, unchecked.items)?;
+            StockReserved::new(unchecked.order_id, unchecked.customer_id, unchecked.items)?;
         if checked.total != unchecked.total {
             return Err(InvalidOrder::WrongTotal {
                 stated: unchecked.total,
@@ -296,22 +364,13 @@ impl TryFrom<UncheckedOrderCreated> for OrderCreated {
     }
 }
 
-/// Every line of the order is held for it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StockReserved {
-    /// The order.
-    pub order_id: OrderId,
-    /// Who pays (carried so that payment needs no lookup).
-    pub customer_id: CustomerId,
-    /// What to charge.
-    pub total: Money,
-}
-
 /// The order's lines could not be held; nothing is held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockFailed {
     /// The order.
     pub order_id: OrderId,
+    /// Who placed it (the notification's recipient).
+    pub customer_id: CustomerId,
     /// Why, for people: `unknown product X`, `insufficient stock for X: 3 requested, 1 available`.
     pub reason: String,
 }
@@ -321,6 +380,8 @@ pub struct StockFailed {
 pub struct PaymentSucceeded {
     /// The order.
     pub order_id: OrderId,
+    /// Who was charged (the notification's recipient).
+    pub customer_id: CustomerId,
     /// The payment.
     pub payment_id: PaymentId,
     /// What was charged.
@@ -332,6 +393,8 @@ pub struct PaymentSucceeded {
 pub struct PaymentFailed {
     /// The order.
     pub order_id: OrderId,
+    /// Who was to be charged (the notification's recipient).
+    pub customer_id: CustomerId,
     /// Why, for people: `insufficient balance: 1500 needed, 900 available`.
     pub reason: String,
 }

@@ -42,6 +42,22 @@ impl Service {
         }
     }
 
+    /// The service named `name` (`order-svc`, …).
+    pub fn from_name(name: &str) -> Option<Service> {
+        Service::ALL
+            .iter()
+            .copied()
+            .find(|service| service.name() == name)
+    }
+
+    /// The message types the service produces (and alone may send).
+    pub fn produces(self) -> impl Iterator<Item = MessageType> {
+        MessageType::ALL
+            .iter()
+            .copied()
+            .filter(move |message_type| message_type.producer() == self)
+    }
+
     /// The message types the service consumes.
     pub fn subscriptions(self) -> impl Iterator<Item = MessageType> {
         SUBSCRIPTIONS
@@ -105,3 +121,80 @@ pub const SUBSCRIPTIONS: &[Subscription] = {
         subscribe(Notify, OrderCancelled),
     ]
 };
+
+/// The broker user each service connects as: by default the service's own name
+/// (`order-svc`, …). A consumer accepts a message only if its AMQP `user_id` (which RabbitMQ
+/// validates against the connection's user) names the user of the service that produces the
+/// message's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerUsers {
+    users: std::collections::BTreeMap<Service, String>,
+}
+
+/// A `service=user` list that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidProducerUsers(String);
+
+impl Default for ProducerUsers {
+    fn default() -> Self {
+        ProducerUsers {
+            users: Service::ALL
+                .iter()
+                .map(|&service| (service, service.name().to_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl ProducerUsers {
+    /// Every service's user named after the service, except those `overrides` renames.
+    ///
+    /// The text form (environment variable `AMQP_PRODUCER_USERS`) is a comma-separated list of
+    /// `service=user`, e.g. `payment-svc=payments-prod,inventory-svc=stock-prod`; the empty
+    /// list keeps the defaults.
+    pub fn parse(overrides: &str) -> Result<ProducerUsers, InvalidProducerUsers> {
+        let mut users = ProducerUsers::default();
+        for entry in overrides.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            let Some((service, user)) = entry.split_once('=') else {
+                return Err(InvalidProducerUsers(format!(
+                    "`{entry}` is not service=user"
+                )));
+            };
+            let Some(service) = Service::from_name(service.trim()) else {
+                let names: Vec<&str> = Service::ALL.iter().map(|service| service.name()).collect();
+                return Err(InvalidProducerUsers(format!(
+                    "unknown service `{}` (one of {})",
+                    service.trim(),
+                    names.join(", ")
+                )));
+            };
+            let user = user.trim();
+            if user.is_empty() {
+                return Err(InvalidProducerUsers(format!("`{entry}` names no user")));
+            }
+            users.users.insert(service, user.to_owned());
+        }
+        Ok(users)
+    }
+
+    /// The broker user of `service`.
+    pub fn user(&self, service: Service) -> &str {
+        self.users
+            .get(&service)
+            .map(String::as_str)
+            .unwrap_or(service.name())
+    }
+
+    /// The only broker user allowed to send messages of `message_type`.
+    pub fn expected_sender(&self, message_type: MessageType) -> &str {
+        self.user(message_type.producer())
+    }
+}
+
+impl core::str::FromStr for ProducerUsers {
+    type Err = InvalidProducerUsers;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ProducerUsers::parse(text)
+    }
+}

@@ -15,6 +15,12 @@ pub const ENVIRONMENT: &[&str] = &[
     "AMQP_URL",
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
+    "AMQP_PRODUCER_USERS",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY_FILE",
+    "AUTH_JWT_ALGORITHM",
+    "AUTH_JWT_ISSUER",
+    "AUTH_JWT_AUDIENCE",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -33,6 +39,11 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// `DATABASE_MAX_CONNECTIONS`, default 10: the size of the database pool.
     pub database_max_connections: u32,
+    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
+    /// service's name); a message from anyone else is dead-lettered.
+    pub producers: contracts::ProducerUsers,
+    /// `AUTH_JWT_*`: how callers of the API are authenticated.
+    pub auth: service_kit::auth::AuthConfig,
 }
 
 impl Config {
@@ -53,6 +64,12 @@ impl Config {
                 60u64,
             )?),
             database_max_connections: database_max_connections_from(lookup)?,
+            producers: optional_parsed_from(
+                lookup,
+                "AMQP_PRODUCER_USERS",
+                contracts::ProducerUsers::default(),
+            )?,
+            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
         })
     }
 }

@@ -56,6 +56,7 @@ async fn start(
         // row locks short and deadlock-free; lanes give the concurrency instead.
         max_batch: 1,
         lanes: 4,
+        producers: &config.producers,
     };
     let messaging = Messaging::start::<migration::Migrator, _>(
         Service::Inventory,
@@ -75,6 +76,7 @@ async fn start(
         api::routes(messaging.db.clone()),
         readiness,
         "inventory-svc",
+        config.auth.authenticator.clone(),
     )?;
     Ok((router, messaging.background))
 }

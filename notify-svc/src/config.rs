@@ -14,6 +14,12 @@ pub const ENVIRONMENT: &[&str] = &[
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
     "NOTIFY_MAX_NOTIFICATIONS",
+    "AMQP_PRODUCER_USERS",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY_FILE",
+    "AUTH_JWT_ALGORITHM",
+    "AUTH_JWT_ISSUER",
+    "AUTH_JWT_AUDIENCE",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -38,6 +44,11 @@ pub struct Config {
     /// in memory (the oldest are dropped first), and how many message ids are remembered for
     /// deduplication.
     pub max_notifications: NonZeroUsize,
+    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
+    /// service's name); a message from anyone else is dead-lettered.
+    pub producers: contracts::ProducerUsers,
+    /// `AUTH_JWT_*`: how callers of the API are authenticated.
+    pub auth: service_kit::auth::AuthConfig,
 }
 
 impl Config {
@@ -61,6 +72,12 @@ impl Config {
                 "NOTIFY_MAX_NOTIFICATIONS",
                 DEFAULT_MAX_NOTIFICATIONS,
             )?,
+            producers: optional_parsed_from(
+                lookup,
+                "AMQP_PRODUCER_USERS",
+                contracts::ProducerUsers::default(),
+            )?,
+            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
         })
     }
 }

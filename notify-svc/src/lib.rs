@@ -57,6 +57,7 @@ async fn start(
 ) -> Result<(axum::Router, BackgroundTasks), RunError> {
     let broker = connect_broker(
         &config.amqp_url,
+        Service::Notify,
         Topology::default(),
         config.startup_timeout,
         shutdown,
@@ -72,6 +73,7 @@ async fn start(
     );
     let consumer_config = ConsumerConfig {
         connection_name: "notify-svc consumer".into(),
+        producers: config.producers.clone(),
         ..ConsumerConfig::default()
     };
     let consumer = ConsumerRunner::new(broker.clone(), Service::Notify, processor, consumer_config);
@@ -81,6 +83,11 @@ async fn start(
         let broker = broker.clone();
         async move { check_broker(&broker).await }
     });
-    let router = service_router(api::routes(notifications), readiness, "notify-svc")?;
+    let router = service_router(
+        api::routes(notifications),
+        readiness,
+        "notify-svc",
+        config.auth.authenticator.clone(),
+    )?;
     Ok((router, background))
 }

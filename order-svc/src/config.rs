@@ -16,6 +16,12 @@ pub const ENVIRONMENT: &[&str] = &[
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
     "ORDER_SAGA_TIMEOUT_SECS",
+    "AMQP_PRODUCER_USERS",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY_FILE",
+    "AUTH_JWT_ALGORITHM",
+    "AUTH_JWT_ISSUER",
+    "AUTH_JWT_AUDIENCE",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -37,6 +43,11 @@ pub struct Config {
     /// `ORDER_SAGA_TIMEOUT_SECS`, default 30: an order still `Pending` or `Reserved` this long
     /// after it was placed is cancelled, with the compensations its progress requires.
     pub saga_timeout: Duration,
+    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
+    /// service's name); a message from anyone else is dead-lettered.
+    pub producers: contracts::ProducerUsers,
+    /// `AUTH_JWT_*`: how callers of the API are authenticated.
+    pub auth: service_kit::auth::AuthConfig,
 }
 
 impl Config {
@@ -67,6 +78,12 @@ impl Config {
             )?),
             database_max_connections: database_max_connections_from(lookup)?,
             saga_timeout: Duration::from_secs(saga_timeout_secs),
+            producers: optional_parsed_from(
+                lookup,
+                "AMQP_PRODUCER_USERS",
+                contracts::ProducerUsers::default(),
+            )?,
+            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
         })
     }
 }

@@ -65,6 +65,7 @@ async fn start(
         // save commits without contention.
         max_batch: 64,
         lanes: 2,
+        producers: &config.producers,
     };
     let mut messaging = Messaging::start::<migration::Migrator, _>(
         Service::Order,
@@ -104,6 +105,7 @@ async fn start(
         }),
         readiness,
         "order-svc",
+        config.auth.authenticator.clone(),
     )?;
     Ok((router, messaging.background))
 }

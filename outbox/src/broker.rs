@@ -8,20 +8,38 @@ use tokio_util::sync::CancellationToken;
 
 use crate::topology::Topology;
 
-/// Where the broker is and what topology to declare there. Cheap to clone.
+/// Where the broker is, who we are there, and what topology to expect. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Broker {
     url: String,
+    user: String,
     topology: Topology,
+    queues: Vec<String>,
 }
 
 impl Broker {
     /// A broker at `url` (`amqp://user:pass@host:5672/vhost`) with the given topology.
     pub fn new(url: impl Into<String>, topology: Topology) -> Broker {
+        let url = url.into();
+        // AMQP's default user when the URL names none; a URL that does not parse fails at
+        // connection time with the parser's reason.
+        let user = url
+            .parse::<lapin::uri::AMQPUri>()
+            .map(|uri| uri.authority.userinfo.username)
+            .unwrap_or_else(|_| "guest".to_owned());
         Broker {
-            url: url.into(),
+            url,
+            user,
             topology,
+            queues: Vec::new(),
         }
+    }
+
+    /// The queues this process consumes: checked to exist when the topology cannot be declared
+    /// (a provisioned broker whose users have no `configure` right).
+    pub fn consuming(mut self, queues: Vec<String>) -> Broker {
+        self.queues = queues;
+        self
     }
 
     /// The topology this broker is used with.
@@ -29,16 +47,34 @@ impl Broker {
         &self.topology
     }
 
+    /// The user we connect as: the AMQP `user_id` of everything we publish (RabbitMQ refuses
+    /// a `user_id` other than the connection's user, so receivers can trust it).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// Opens a connection named `name` (visible in `rabbitmqctl list_connections client_properties`),
-    /// declares the whole topology on it, and returns it.
+    /// makes sure the topology is there, and returns it.
+    ///
+    /// Where the user may configure, the whole topology is declared (idempotent). A provisioned
+    /// broker's service users may not (they hold no `configure` right): then the queues this
+    /// process consumes are checked passively, which needs no right, and a missing one is an
+    /// error that says to provision the broker.
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(name.to_owned().into());
         let connection = Connection::connect(&self.url, properties).await?;
         let channel = connection.create_channel().await?;
-        self.topology.declare(&channel).await?;
-        // The declaring channel is not needed any more; a failure to close it is harmless.
-        let _ = channel.close(200, "topology declared".into()).await;
+        match self.topology.declare(&channel).await {
+            Ok(()) => {
+                // The declaring channel is not needed any more; a failure to close it is harmless.
+                let _ = channel.close(200, "topology declared".into()).await;
+            }
+            Err(error) if is_access_refused(&error) => {
+                self.topology.verify(&connection, &self.queues).await?;
+            }
+            Err(error) => return Err(error),
+        }
         Ok(connection)
     }
 
@@ -56,6 +92,13 @@ impl Broker {
         let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
         connection.close(200, "readiness check".into()).await
     }
+}
+
+/// Whether the broker refused an operation for lack of permission (AMQP 403).
+pub fn is_access_refused(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(protocol)
+        if matches!(protocol.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)))
 }
 
 /// Exponential backoff between reconnection attempts: 100 ms doubling to `max`, with jitter so

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use contracts::envelope::{
     HEADER_ATTEMPT, HEADER_DEAD_LETTER_REASON, HEADER_LAST_ERROR, HEADER_ORIGINAL_QUEUE,
+    HEADER_ORIGINAL_USER_ID,
 };
-use contracts::{AnyMessage, Envelope, MessageId, Service};
+use contracts::{AnyMessage, Envelope, MessageId, ProducerUsers, Service};
 use futures::StreamExt;
 use lapin::Confirmation;
 use lapin::message::Delivery;
@@ -421,6 +422,9 @@ pub struct ConsumerConfig {
     pub max_attempts: u32,
     /// The connection name shown by the broker.
     pub connection_name: String,
+    /// Who may send each message type: a delivery whose `user_id` is not its type's producer
+    /// is dead-lettered before any handler sees it ([`crate::sender`]).
+    pub producers: ProducerUsers,
 }
 
 impl Default for ConsumerConfig {
@@ -431,6 +435,7 @@ impl Default for ConsumerConfig {
             lanes: 2,
             max_attempts: 5,
             connection_name: "consumer".into(),
+            producers: ProducerUsers::default(),
         }
     }
 }
@@ -475,7 +480,7 @@ impl<P: Processor> ConsumerRunner<P> {
         config: ConsumerConfig,
     ) -> Self {
         ConsumerRunner {
-            broker,
+            broker: broker.consuming(queues.clone()),
             queues,
             processor: Arc::new(processor),
             config,
@@ -529,6 +534,7 @@ impl<P: Processor> ConsumerRunner<P> {
             .await?;
         let settler = Settler {
             channel: Broker::confirm_channel(connection).await?,
+            own_user: Arc::from(self.broker.user()),
             topology: self.broker.topology().clone(),
             max_attempts: self.config.max_attempts,
             stats: Arc::clone(&self.stats),
@@ -589,10 +595,26 @@ impl<P: Processor> ConsumerRunner<P> {
                     continue;
                 }
             };
+            let sender = match crate::sender::authenticate_sender(
+                &self.config.producers,
+                self.broker.user(),
+                envelope.message_type,
+                delivery.properties.user_id().as_ref().map(|user| user.as_str()),
+                wire::header_text(&delivery.properties, HEADER_ORIGINAL_USER_ID).as_deref(),
+            ) {
+                Ok(sender) => sender,
+                Err(reason) => {
+                    if let Err(cause) = settler.dead_letter(&queue, &delivery, None, &reason).await {
+                        break Err(cause);
+                    }
+                    continue;
+                }
+            };
             let lane = (envelope.correlation_id.as_uuid().as_u128() % lane_count as u128) as usize;
             let item = Item {
                 delivery,
                 received: Received { queue, envelope },
+                sender,
             };
             tokio::select! {
                 sent = senders[lane].send(item) => if sent.is_err() { break Err(SessionError::StreamClosed) },
@@ -619,6 +641,8 @@ impl<P: Processor> ConsumerRunner<P> {
 struct Item {
     delivery: Delivery,
     received: Received,
+    /// The validated sender (see [`crate::sender`]).
+    sender: String,
 }
 
 async fn run_lane<P: Processor>(
@@ -630,13 +654,13 @@ async fn run_lane<P: Processor>(
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::new(Duration::from_secs(5));
     while let Some(first) = receiver.recv().await {
-        let mut deliveries = vec![first.delivery];
+        let mut deliveries = vec![(first.delivery, first.sender)];
         let mut batch = vec![first.received];
         while batch.len() < max_batch {
             let Ok(item) = receiver.try_recv() else {
                 break;
             };
-            deliveries.push(item.delivery);
+            deliveries.push((item.delivery, item.sender));
             batch.push(item.received);
         }
         let verdicts = loop {
@@ -653,11 +677,11 @@ async fn run_lane<P: Processor>(
         };
         backoff.reset();
         let mut verdicts = verdicts.into_iter();
-        for (delivery, item) in deliveries.iter().zip(&batch) {
+        for ((delivery, sender), item) in deliveries.iter().zip(&batch) {
             let verdict = verdicts
                 .next()
                 .unwrap_or_else(|| Verdict::Retry("the processor returned no verdict".into()));
-            settler.settle(item, delivery, verdict).await?;
+            settler.settle(item, delivery, sender, verdict).await?;
         }
     }
     Ok(())
@@ -667,6 +691,8 @@ async fn run_lane<P: Processor>(
 #[derive(Clone)]
 struct Settler {
     channel: Channel,
+    /// Our broker user: the `user_id` of what we republish (the broker accepts no other).
+    own_user: Arc<str>,
     topology: Topology,
     max_attempts: u32,
     stats: Arc<ConsumerStats>,
@@ -677,6 +703,7 @@ impl Settler {
         &self,
         item: &Received,
         delivery: &Delivery,
+        sender: &str,
         verdict: Verdict,
     ) -> Result<(), SessionError> {
         let order_id = item.envelope.correlation_id;
@@ -708,8 +735,10 @@ impl Settler {
                         ),
                         (HEADER_LAST_ERROR, wire::long_string(&reason)),
                         (HEADER_ORIGINAL_QUEUE, wire::long_string(&item.queue)),
+                        (HEADER_ORIGINAL_USER_ID, wire::long_string(sender)),
                     ],
-                );
+                )
+                .with_user_id(wire::short_string(&self.own_user));
                 let exchange = self.topology.retry_exchange(attempt);
                 self.publish_confirmed(&exchange, &item.queue, &delivery.data, properties)
                     .await?;
@@ -734,13 +763,21 @@ impl Settler {
         item: Option<&Received>,
         reason: &str,
     ) -> Result<(), SessionError> {
-        let properties = wire::with_headers(
-            &delivery.properties,
-            &[
-                (HEADER_DEAD_LETTER_REASON, wire::long_string(reason)),
-                (HEADER_ORIGINAL_QUEUE, wire::long_string(queue)),
-            ],
-        );
+        let mut headers = vec![
+            (HEADER_DEAD_LETTER_REASON, wire::long_string(reason)),
+            (HEADER_ORIGINAL_QUEUE, wire::long_string(queue)),
+        ];
+        // Who sent it as far as the broker knows (unvalidated: it may be why it is here). A
+        // message we republished before keeps the sender recorded then.
+        let original_sender = match delivery.properties.user_id() {
+            Some(user) if user.as_str() != &*self.own_user => Some(user.as_str().to_owned()),
+            Some(_) | None => wire::header_text(&delivery.properties, HEADER_ORIGINAL_USER_ID),
+        };
+        if let Some(sender) = original_sender {
+            headers.push((HEADER_ORIGINAL_USER_ID, wire::long_string(&sender)));
+        }
+        let properties = wire::with_headers(&delivery.properties, &headers)
+            .with_user_id(wire::short_string(&self.own_user));
         self.publish_confirmed(DEAD_LETTER_EXCHANGE, queue, &delivery.data, properties)
             .await?;
         delivery.ack(BasicAckOptions::default()).await?;

@@ -216,7 +216,9 @@ where
                         ..BasicPublishOptions::default()
                     },
                     &outgoing.body,
-                    outgoing.properties,
+                    outgoing
+                        .properties
+                        .with_user_id(wire::short_string(self.broker.user())),
                 )
                 .await?;
             in_flight.push((row, confirm));

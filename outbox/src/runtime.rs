@@ -110,9 +110,11 @@ pub async fn connect_database<M: MigratorTrait>(
     Ok(db)
 }
 
-/// Connects to the broker (retrying up to `timeout`) and declares the topology.
+/// Connects to the broker as `service` (retrying up to `timeout`) and declares the topology,
+/// or, where its user may not, checks that the service's queues exist.
 pub async fn connect_broker(
     amqp_url: &str,
+    service: contracts::Service,
     topology: Topology,
     timeout: Duration,
     shutdown: &CancellationToken,
@@ -122,7 +124,12 @@ pub async fn connect_broker(
             "expected amqp://user:password@host:port/vhost".into(),
         ));
     }
-    let broker = Broker::new(amqp_url, topology);
+    let queues = contracts::SUBSCRIPTIONS
+        .iter()
+        .filter(|subscription| subscription.service == service)
+        .map(contracts::Subscription::queue)
+        .collect();
+    let broker = Broker::new(amqp_url, topology).consuming(queues);
     let declared = retry_until("the broker", timeout, shutdown, || async {
         let connection = broker.connect("startup").await?;
         connection.close(200, "topology declared".into()).await
@@ -237,6 +244,8 @@ pub struct Infrastructure<'a> {
     pub max_batch: usize,
     /// Parallel consumer lanes (one order's messages always share a lane).
     pub lanes: usize,
+    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service.
+    pub producers: &'a contracts::ProducerUsers,
 }
 
 /// The messaging of a service with a database, running: its consumer (with the inbox), its
@@ -274,6 +283,7 @@ impl Messaging {
         .await?;
         let broker = connect_broker(
             infrastructure.amqp_url,
+            service,
             Topology::default(),
             infrastructure.startup_timeout,
             shutdown,
@@ -287,6 +297,7 @@ impl Messaging {
             connection_name: format!("{service} consumer"),
             max_batch: infrastructure.max_batch,
             lanes: infrastructure.lanes,
+            producers: infrastructure.producers.clone(),
             ..crate::ConsumerConfig::default()
         };
         let consumer =

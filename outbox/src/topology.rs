@@ -20,7 +20,7 @@ use std::time::Duration;
 use contracts::{EXCHANGE, SUBSCRIPTIONS, Subscription};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// Exchange through which retries return to their queue (routing key = queue name).
 pub const REQUEUE_EXCHANGE: &str = "saga.requeue";
@@ -102,6 +102,56 @@ impl Topology {
         }
         for subscription in SUBSCRIPTIONS {
             self.declare_subscription(channel, subscription).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks, without declaring anything (passive declarations need no permission), that the
+    /// exchanges and the given queues exist. A missing one fails with the broker's 404 and a
+    /// hint to provision the broker.
+    pub async fn verify(&self, connection: &Connection, queues: &[String]) -> Result<(), lapin::Error> {
+        let passive_exchange = ExchangeDeclareOptions {
+            passive: true,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let mut exchanges = vec![
+            (EXCHANGE.to_owned(), ExchangeKind::Topic),
+            (REQUEUE_EXCHANGE.to_owned(), ExchangeKind::Direct),
+            (DEAD_LETTER_EXCHANGE.to_owned(), ExchangeKind::Direct),
+        ];
+        for attempt in 1..=u32::try_from(self.retry_delays.len()).unwrap_or(u32::MAX) {
+            exchanges.push((self.retry_exchange(attempt), ExchangeKind::Fanout));
+        }
+        // A failed passive declaration closes its channel: one channel per check.
+        for (exchange, kind) in exchanges {
+            let channel = connection.create_channel().await?;
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    kind,
+                    passive_exchange,
+                    FieldTable::default(),
+                )
+                .await
+                .inspect_err(|error| missing(&format!("exchange {exchange}"), error))?;
+            let _ = channel.close(200, "verified".into()).await;
+        }
+        for queue in queues {
+            let channel = connection.create_channel().await?;
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .inspect_err(|error| missing(&format!("queue {queue}"), error))?;
+            let _ = channel.close(200, "verified".into()).await;
         }
         Ok(())
     }
@@ -204,6 +254,11 @@ impl Topology {
             .await?;
         Ok(())
     }
+}
+
+fn missing(what: &str, error: &lapin::Error) {
+    tracing::error!(%error, "{what} is missing and this user may not declare it: provision the \
+        broker first (`sagactl broker provision`, or compose's definitions file)");
 }
 
 /// The dead-letter queue of `queue`.

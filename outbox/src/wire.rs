@@ -154,6 +154,15 @@ pub fn attempt(properties: &BasicProperties) -> u32 {
         .unwrap_or(1)
 }
 
+/// The text of header `name`, if present and textual.
+pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|table| table.inner().get(name))
+        .and_then(value_text)
+}
+
 /// `properties` with extra headers set (replacing any of the same name).
 pub fn with_headers(properties: &BasicProperties, extra: &[(&str, AMQPValue)]) -> BasicProperties {
     let mut headers = properties.headers().clone().unwrap_or_default();

@@ -16,14 +16,20 @@ pub const ENVIRONMENT: &[&str] = &[
     "AMQP_URL",
     "HTTP_ADDR",
     "STARTUP_TIMEOUT_SECS",
-    "PAYMENT_DEFAULT_BALANCE",
+    "PAYMENT_DEMO_BALANCE",
+    "AMQP_PRODUCER_USERS",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY_FILE",
+    "AUTH_JWT_ALGORITHM",
+    "AUTH_JWT_ISSUER",
+    "AUTH_JWT_AUDIENCE",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
 
-/// The balance, in minor units, of a customer seen for the first time, unless
-/// `PAYMENT_DEFAULT_BALANCE` says otherwise: 1,000.00 in a two-decimal currency.
-pub const DEFAULT_BALANCE: i64 = 100_000;
+/// The demo balance unless `PAYMENT_DEMO_BALANCE` says otherwise: none. A customer seen for
+/// the first time has no account, and their order fails payment until an operator funds one.
+pub const DEFAULT_BALANCE: i64 = 0;
 
 /// The service's configuration.
 #[derive(Clone, Debug)]
@@ -39,9 +45,15 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// `DATABASE_MAX_CONNECTIONS`, default 10: the size of the database pool.
     pub database_max_connections: u32,
-    /// `PAYMENT_DEFAULT_BALANCE`, default [`DEFAULT_BALANCE`]: the balance, in minor units, an
-    /// account opens with when a customer is first charged.
+    /// `PAYMENT_DEMO_BALANCE`, default [`DEFAULT_BALANCE`] (off): for demos only, the balance
+    /// in minor units an account opens with when a customer without one is first charged.
+    /// Zero opens no account: only an operator funds accounts.
     pub default_balance: Money,
+    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
+    /// service's name); a message from anyone else is dead-lettered.
+    pub producers: contracts::ProducerUsers,
+    /// `AUTH_JWT_*`: how callers of the API are authenticated.
+    pub auth: service_kit::auth::AuthConfig,
 }
 
 impl Config {
@@ -62,7 +74,13 @@ impl Config {
                 60u64,
             )?),
             database_max_connections: database_max_connections_from(lookup)?,
-            default_balance: money_from(lookup, "PAYMENT_DEFAULT_BALANCE", DEFAULT_BALANCE)?,
+            default_balance: money_from(lookup, "PAYMENT_DEMO_BALANCE", DEFAULT_BALANCE)?,
+            producers: optional_parsed_from(
+                lookup,
+                "AMQP_PRODUCER_USERS",
+                contracts::ProducerUsers::default(),
+            )?,
+            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
         })
     }
 }
@@ -87,6 +105,7 @@ mod tests {
         let mut all: HashMap<String, String> = [
             ("DATABASE_URL", "postgres://localhost/payment"),
             ("AMQP_URL", "amqp://localhost"),
+            ("AUTH_JWT_SECRET", "a test secret that is at least 32 bytes long"),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
@@ -99,9 +118,9 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_unset_or_empty() {
-        for variables in [&[][..], &[("PAYMENT_DEFAULT_BALANCE", "")][..]] {
+        for variables in [&[][..], &[("PAYMENT_DEMO_BALANCE", "")][..]] {
             let config = config(variables).unwrap();
-            assert_eq!(config.default_balance.minor_units(), 100_000);
+            assert_eq!(config.default_balance.minor_units(), 0);
             assert_eq!(config.http_addr.to_string(), "0.0.0.0:8082");
             assert_eq!(config.startup_timeout, Duration::from_secs(60));
         }
@@ -118,14 +137,14 @@ mod tests {
             ("99999999999999999999", None),
         ];
         for &(value, expected) in cases {
-            let read = config(&[("PAYMENT_DEFAULT_BALANCE", value)]);
+            let read = config(&[("PAYMENT_DEMO_BALANCE", value)]);
             match expected {
                 Some(minor_units) => {
                     assert_eq!(read.unwrap().default_balance.minor_units(), minor_units)
                 }
                 None => {
                     let error = read.unwrap_err();
-                    assert_eq!(error.variable(), "PAYMENT_DEFAULT_BALANCE", "{value}");
+                    assert_eq!(error.variable(), "PAYMENT_DEMO_BALANCE", "{value}");
                     assert!(error.to_string().contains(value), "{error}");
                 }
             }
@@ -134,7 +153,7 @@ mod tests {
 
     #[test]
     fn environment_lists_every_variable() {
-        assert!(ENVIRONMENT.contains(&"PAYMENT_DEFAULT_BALANCE"));
+        assert!(ENVIRONMENT.contains(&"PAYMENT_DEMO_BALANCE"));
         assert!(ENVIRONMENT.contains(&"DATABASE_MAX_CONNECTIONS"));
         assert_eq!(ENVIRONMENT.len(), 8);
     }

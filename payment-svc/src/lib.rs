@@ -57,6 +57,7 @@ async fn start(
         // row locks short and deadlock-free; lanes give the concurrency instead.
         max_batch: 1,
         lanes: 4,
+        producers: &config.producers,
     };
     let messaging = Messaging::start::<migration::Migrator, _>(
         Service::Payment,
@@ -74,6 +75,6 @@ async fn start(
         .fold(Readiness::new(), |readiness, (name, probe)| {
             readiness.with_check(name, move || probe())
         });
-    let router = service_router(api::routes(messaging.db.clone()), readiness, "payment-svc")?;
+    let router = service_router(api::routes(messaging.db.clone()), readiness, "payment-svc", config.auth.authenticator.clone())?;
     Ok((router, messaging.background))
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::{Authenticator, SECURITY_SCHEME, authenticate};
 use crate::config::ConfigError;
 use crate::extract::ApiJson;
 use crate::health::{Readiness, health_router};
@@ -112,15 +113,22 @@ fn fail(service: &str, error: &dyn Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The service's complete router: its API (documented through utoipa), `/openapi.json` generated
-/// from it, health, metrics, and the edge layers (body limit, problem+json errors, metrics and
-/// logging per request).
+/// The service's complete router: its API (documented through utoipa) behind bearer-token
+/// authentication, `/openapi.json` generated from it, health, metrics, and the edge layers (body
+/// limit, problem+json errors, metrics and logging per request). Only the API's routes require a
+/// token; the document declares the bearer scheme and the 401 and 403 answers on each of them.
 pub fn service_router(
     api: OpenApiRouter,
     readiness: Readiness,
     title: &str,
+    authenticator: Authenticator,
 ) -> Result<Router, MetricsError> {
     let (routes, mut openapi): (Router, OpenApi) = api.split_for_parts();
+    let routes = routes.route_layer(axum::middleware::from_fn_with_state(
+        authenticator,
+        authenticate,
+    ));
+    declare_bearer_security(&mut openapi);
     openapi.info.title = title.to_owned();
     openapi.info.description = Some(format!(
         "The HTTP API of {title}, generated from its handlers."
@@ -137,4 +145,60 @@ pub fn service_router(
         .merge(health_router(readiness))
         .merge(metrics_router()?);
     Ok(with_edge_layers(routes, DEFAULT_BODY_LIMIT_BYTES))
+}
+
+/// Declares the bearer scheme, and on every operation its requirement and the 401 and 403
+/// problems it may answer.
+fn declare_bearer_security(openapi: &mut OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT with `sub` (a customer's UUID) and `scope` (`operator` for operators)",
+                    ))
+                    .build(),
+            ),
+        );
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                crate::problem::PROBLEM_JSON_CONTENT_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![SecurityRequirement::new(
+                SECURITY_SCHEME,
+                Vec::<String>::new(),
+            )]);
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| problem("No valid bearer token").into());
+            responses
+                .entry("403".into())
+                .or_insert_with(|| problem("The token does not grant this").into());
+        }
+    }
 }

@@ -34,6 +34,10 @@ pub const REQUESTS_TOTAL: &str = "http_requests_total";
 /// The histogram of request durations in seconds, labelled `method`, `route` and `status`.
 pub const REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 
+/// The counter of requests refused for who sent them: 401 (no valid token) and 403 (a valid
+/// token without the right), labelled `route` and `status`.
+pub const AUTH_FAILURES_TOTAL: &str = "http_auth_failures_total";
+
 type BoxedResponseFuture<Error> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
 
 /// Applies the standard edge to a service's router, outermost first:
@@ -328,6 +332,13 @@ where
                 ("status", status.as_str().to_owned()),
             ];
             metrics::counter!(REQUESTS_TOTAL, &labels).increment(1);
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                let labels = [
+                    ("route", route.clone()),
+                    ("status", status.as_str().to_owned()),
+                ];
+                metrics::counter!(AUTH_FAILURES_TOTAL, &labels).increment(1);
+            }
             metrics::histogram!(REQUEST_DURATION_SECONDS, &labels).record(latency.as_secs_f64());
             log_request(
                 &response,

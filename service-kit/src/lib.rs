@@ -1,5 +1,6 @@
 //! What every service of the order system shares at its edge.
 //!
+//! * [`auth`]: bearer tokens (JWT), the [`auth::Caller`] of every API request, 401/403;
 //! * [`config`]: environment variables, every error naming the variable;
 //! * [`telemetry`]: `tracing` set up from `RUST_LOG` and `LOG_FORMAT` (text or JSON lines);
 //! * [`problem`]: RFC 9457 problem details, the one error body of every service;
@@ -69,6 +70,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod entrypoint;
 pub mod extract;

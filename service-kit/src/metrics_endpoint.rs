@@ -67,6 +67,11 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
         metrics::Unit::Count,
         "HTTP requests handled, by method, route and status"
     );
+    metrics::describe_counter!(
+        crate::http::AUTH_FAILURES_TOTAL,
+        metrics::Unit::Count,
+        "HTTP requests refused with 401 or 403, by route and status"
+    );
     metrics::describe_histogram!(
         REQUEST_DURATION_SECONDS,
         metrics::Unit::Seconds,

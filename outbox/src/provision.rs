@@ -1,0 +1,319 @@
+//! Least privilege on the broker: a RabbitMQ definitions document (users, permissions, topic
+//! permissions, exchanges, queues, bindings) generated from the subscriptions, the producers of
+//! each message type and the [`Topology`].
+//!
+//! Load it at boot (`load_definitions` in `rabbitmq.conf`, as compose does) or import it into a
+//! running broker (`rabbitmqctl import_definitions`, as `sagactl broker provision` and the tests
+//! do). Once it is loaded, each service's user may:
+//!
+//! - **configure** nothing: the topology is the provisioning's, and services only check
+//!   passively that their queues exist ([`crate::Broker::connect`]);
+//! - **write** to `saga.events` (and there, by topic permission, only the routing keys of the
+//!   types it produces), and to the retry and dead-letter exchanges its consumer republishes
+//!   failures into. A service that produces nothing (notify-svc) may not write to `saga.events`
+//!   at all;
+//! - **read** its own queues only.
+//!
+//! The retry and dead-letter exchanges are shared: any service user can put a message into
+//! another service's retry path or dead-letter queue. What it cannot do is make the message
+//! acceptable there: consumers accept only their types' producers ([`crate::sender`]).
+
+use contracts::{EXCHANGE, MessageType, ProducerUsers, SUBSCRIPTIONS, Service};
+use serde_json::{Value, json};
+
+use crate::topology::{DEAD_LETTER_EXCHANGE, REQUEUE_EXCHANGE, Topology, dead_letter_queue};
+
+/// A broker user and its password, for the definitions document (which stores only a salted
+/// hash).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// What to provision.
+#[derive(Clone, Debug)]
+pub struct Provisioning {
+    /// The vhost (`/` by default).
+    pub vhost: String,
+    /// The service users, in [`Service::ALL`] order; their names must be the ones
+    /// [`ProducerUsers`] expects.
+    pub services: Vec<(Service, Credentials)>,
+    /// An administrator (tag `administrator`, every right on the vhost), if one is to be created.
+    pub administrator: Option<Credentials>,
+    /// Retry delays and delivery limit, as every service declares them.
+    pub topology: Topology,
+    /// Where each password's salt comes from: random for real deployments, fixed for a
+    /// checked-in development file that must regenerate byte for byte.
+    pub salt: Salt,
+}
+
+/// The source of password salts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Salt {
+    /// Four random bytes per user.
+    Random,
+    /// Four bytes derived from the user name (development files only: equal passwords of
+    /// equal users hash equally).
+    FromUserName,
+}
+
+impl Provisioning {
+    /// The users every service expects by default, with the given passwords (`password(service)`).
+    pub fn default_users(password: impl Fn(Service) -> String) -> Vec<(Service, Credentials)> {
+        let users = ProducerUsers::default();
+        Service::ALL
+            .iter()
+            .map(|&service| {
+                (
+                    service,
+                    Credentials {
+                        user: users.user(service).to_owned(),
+                        password: password(service),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The names the service users have here, as consumers must expect them
+    /// (`AMQP_PRODUCER_USERS`).
+    pub fn producer_users(&self) -> ProducerUsers {
+        let overrides: Vec<String> = self
+            .services
+            .iter()
+            .map(|(service, credentials)| format!("{service}={}", credentials.user))
+            .collect();
+        // Service names and non-empty users always parse; the defaults are the safe fallback.
+        ProducerUsers::parse(&overrides.join(",")).unwrap_or_default()
+    }
+
+    /// The RabbitMQ definitions document.
+    pub fn definitions(&self) -> Value {
+        let vhost = self.vhost.as_str();
+        let mut users = Vec::new();
+        let mut permissions = Vec::new();
+        let mut topic_permissions = Vec::new();
+        if let Some(admin) = &self.administrator {
+            users.push(user(admin, "administrator", self.salt));
+            permissions.push(json!({
+                "user": admin.user, "vhost": vhost,
+                "configure": ".*", "write": ".*", "read": ".*",
+            }));
+        }
+        for (service, credentials) in &self.services {
+            users.push(user(credentials, "", self.salt));
+            let produces: Vec<&str> = service.produces().map(MessageType::name).collect();
+            let mut writable = vec![retry_exchanges_pattern(), regex_escape(DEAD_LETTER_EXCHANGE)];
+            if !produces.is_empty() {
+                writable.insert(0, regex_escape(EXCHANGE));
+            }
+            let readable: Vec<String> = SUBSCRIPTIONS
+                .iter()
+                .filter(|subscription| subscription.service == *service)
+                .map(|subscription| regex_escape(&subscription.queue()))
+                .collect();
+            permissions.push(json!({
+                "user": credentials.user, "vhost": vhost,
+                "configure": "^$",
+                "write": one_of(&writable),
+                "read": one_of(&readable),
+            }));
+            let routing_keys: Vec<String> = produces.iter().map(|name| regex_escape(name)).collect();
+            topic_permissions.push(json!({
+                "user": credentials.user, "vhost": vhost, "exchange": EXCHANGE,
+                "write": one_of(&routing_keys),
+                "read": "^$",
+            }));
+        }
+        json!({
+            "rabbit_version": "3.10.0",
+            "users": users,
+            "vhosts": [{ "name": vhost }],
+            "permissions": permissions,
+            "topic_permissions": topic_permissions,
+            "exchanges": self.exchanges(),
+            "queues": self.queues(),
+            "bindings": self.bindings(),
+            "parameters": [],
+            "policies": [],
+            "global_parameters": [],
+        })
+    }
+
+    fn exchanges(&self) -> Vec<Value> {
+        let exchange = |name: &str, kind: &str| {
+            json!({
+                "name": name, "vhost": self.vhost, "type": kind,
+                "durable": true, "auto_delete": false, "internal": false, "arguments": {},
+            })
+        };
+        let mut exchanges = vec![
+            exchange(EXCHANGE, "topic"),
+            exchange(REQUEUE_EXCHANGE, "direct"),
+            exchange(DEAD_LETTER_EXCHANGE, "direct"),
+        ];
+        for tier in self.retry_tiers() {
+            exchanges.push(exchange(&tier.0, "fanout"));
+        }
+        exchanges
+    }
+
+    /// `(name, delay in ms)` of every retry tier.
+    fn retry_tiers(&self) -> Vec<(String, i64)> {
+        let tiers = u32::try_from(self.topology.retry_delays.len()).unwrap_or(u32::MAX);
+        (1..=tiers)
+            .zip(&self.topology.retry_delays)
+            .map(|(attempt, delay)| {
+                (
+                    self.topology.retry_exchange(attempt),
+                    i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                )
+            })
+            .collect()
+    }
+
+    fn queues(&self) -> Vec<Value> {
+        let queue = |name: &str, arguments: Value| {
+            json!({
+                "name": name, "vhost": self.vhost,
+                "durable": true, "auto_delete": false, "arguments": arguments,
+            })
+        };
+        let mut queues = Vec::new();
+        for (name, delay_ms) in self.retry_tiers() {
+            queues.push(queue(
+                &name,
+                json!({ "x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE_EXCHANGE }),
+            ));
+        }
+        for subscription in SUBSCRIPTIONS {
+            let name = subscription.queue();
+            queues.push(queue(
+                &dead_letter_queue(&name),
+                json!({ "x-queue-type": "quorum" }),
+            ));
+            queues.push(queue(
+                &name,
+                json!({
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                    "x-dead-letter-routing-key": name,
+                    "x-delivery-limit": self.topology.delivery_limit,
+                }),
+            ));
+        }
+        queues
+    }
+
+    fn bindings(&self) -> Vec<Value> {
+        let binding = |source: &str, destination: &str, routing_key: &str| {
+            json!({
+                "source": source, "vhost": self.vhost, "destination": destination,
+                "destination_type": "queue", "routing_key": routing_key, "arguments": {},
+            })
+        };
+        let mut bindings = Vec::new();
+        for (name, _) in self.retry_tiers() {
+            bindings.push(binding(&name, &name, ""));
+        }
+        for subscription in SUBSCRIPTIONS {
+            let name = subscription.queue();
+            bindings.push(binding(
+                DEAD_LETTER_EXCHANGE,
+                &dead_letter_queue(&name),
+                &name,
+            ));
+            bindings.push(binding(EXCHANGE, &name, subscription.message_type.name()));
+            bindings.push(binding(REQUEUE_EXCHANGE, &name, &name));
+        }
+        bindings
+    }
+}
+
+fn user(credentials: &Credentials, tags: &str, salt: Salt) -> Value {
+    let salt = match salt {
+        Salt::Random => {
+            let random = uuid::Uuid::new_v4();
+            let bytes = random.as_bytes();
+            [bytes[0], bytes[1], bytes[2], bytes[3]]
+        }
+        Salt::FromUserName => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(credentials.user.as_bytes());
+            [digest[0], digest[1], digest[2], digest[3]]
+        }
+    };
+    json!({
+        "name": credentials.user,
+        "password_hash": password_hash(&credentials.password, salt),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": tags,
+        "limits": {},
+    })
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ‖ SHA-256(salt ‖ password)).
+pub fn password_hash(password: &str, salt: [u8; 4]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(salt);
+    hasher.update(password.as_bytes());
+    let mut salted = salt.to_vec();
+    salted.extend_from_slice(&hasher.finalize());
+    base64::engine::general_purpose::STANDARD.encode(salted)
+}
+
+fn retry_exchanges_pattern() -> String {
+    r"saga\.retry\..+".to_owned()
+}
+
+/// `^(a|b|c)$`, or `^$` (matches no resource) for an empty list.
+fn one_of(alternatives: &[String]) -> String {
+    match alternatives.is_empty() {
+        true => "^$".to_owned(),
+        false => format!("^({})$", alternatives.join("|")),
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if r"\.+*?()|[]{}^$".contains(character) {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_hash_is_rabbitmqs() {
+        // rabbitmqctl hash_password with salt 0x908DC60A, as documented by RabbitMQ's
+        // "Credentials and Passwords" guide for the password `test12`.
+        assert_eq!(
+            password_hash("test12", [0x90, 0x8d, 0xc6, 0x0a]),
+            "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
+        );
+    }
+
+    #[test]
+    fn patterns_are_anchored_alternatives() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "^$"),
+            (&["saga.events"], r"^(saga\.events)$"),
+            (&["a", "b.c"], r"^(a|b\.c)$"),
+        ];
+        for &(items, expected) in cases {
+            let escaped: Vec<String> = items.iter().map(|item| regex_escape(item)).collect();
+            assert_eq!(one_of(&escaped), expected, "{items:?}");
+        }
+    }
+}
