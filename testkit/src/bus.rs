@@ -1,9 +1,10 @@
-//! A test's own view of the message bus: publish envelopes as a service would, and listen to
-//! the messages services publish, on a private queue.
+//! A test's own view of the message bus: publish envelopes as a service would (each with the
+//! broker user of the service that produces its type, so that consumers accept it), and listen
+//! to the messages services publish, on a private queue.
 
 use std::time::Duration;
 
-use contracts::{AnyMessage, EXCHANGE, Envelope, Message, MessageType};
+use contracts::{AnyMessage, EXCHANGE, Envelope, Message, MessageType, Service};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueBindOptions,
@@ -13,17 +14,32 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use outbox::{Broker, Topology, wire};
 
-/// A connection to a test vhost with a private queue bound to some message types.
+use crate::TestVhost;
+
+/// A connection to a test vhost with a private queue bound to some message types, and one
+/// publishing channel per service user.
 pub struct TestBus {
     _connection: Connection,
     channel: Channel,
     consumer: Consumer,
+    publishers: Vec<(Service, String, Connection, Channel)>,
 }
 
 impl TestBus {
-    /// Connects to `amqp_url`, declares the system's topology, and listens to `types`.
-    pub async fn connect(amqp_url: &str, types: &[MessageType]) -> TestBus {
-        let connection = Broker::new(amqp_url, Topology::default())
+    /// Connects to `vhost` as its administrator (declaring the topology) and as each service's
+    /// user, and listens to `types`.
+    pub async fn connect(vhost: &TestVhost, types: &[MessageType]) -> TestBus {
+        let mut publishers = Vec::new();
+        for &service in Service::ALL {
+            let broker = Broker::new(vhost.service_url(service), Topology::default());
+            let connection = broker
+                .connect("test bus publisher")
+                .await
+                .expect("connect as a service user");
+            let channel = Broker::confirm_channel(&connection).await.expect("channel");
+            publishers.push((service, broker.user().to_owned(), connection, channel));
+        }
+        let connection = Broker::new(vhost.url(), Topology::default())
             .connect("test bus")
             .await
             .expect("connect the test bus");
@@ -65,19 +81,52 @@ impl TestBus {
             _connection: connection,
             channel,
             consumer,
+            publishers,
         }
     }
 
-    /// Publishes `envelope` as a service's relay would.
+    /// Publishes `envelope` as the relay of the service that produces its type would.
     pub async fn publish(&self, envelope: &Envelope) {
+        self.publish_as(envelope.message_type.producer(), envelope)
+            .await;
+    }
+
+    /// Publishes `envelope` with `service`'s broker user (and its `user_id`): the broker
+    /// checks the user's write and topic permissions, consumers check the sender.
+    pub async fn publish_as(&self, service: Service, envelope: &Envelope) {
+        let confirmation = self.try_publish_as(service, envelope).await;
+        assert!(
+            matches!(confirmation, Ok(lapin::Confirmation::Ack(None))),
+            "the broker refused a test message from {service}: {confirmation:?}"
+        );
+    }
+
+    /// Like [`TestBus::publish_as`], returning what the broker said (a permission refusal
+    /// closes the channel: use a fresh bus afterwards).
+    pub async fn try_publish_as(
+        &self,
+        service: Service,
+        envelope: &Envelope,
+    ) -> Result<lapin::Confirmation, lapin::Error> {
+        let (_, user, _, channel) = self
+            .publishers
+            .iter()
+            .find(|(candidate, ..)| *candidate == service)
+            .expect("a publisher per service");
         let outgoing = wire::outgoing_envelope(envelope);
-        self.publish_raw(
-            EXCHANGE,
-            &outgoing.routing_key,
-            outgoing.properties,
-            &outgoing.body,
-        )
-        .await;
+        channel
+            .basic_publish(
+                EXCHANGE.into(),
+                outgoing.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &outgoing.body,
+                outgoing.properties.with_user_id(user.as_str().into()),
+            )
+            .await?
+            .await
     }
 
     /// Wraps `message` in a new envelope, publishes it, and returns the envelope.
@@ -87,8 +136,9 @@ impl TestBus {
         envelope
     }
 
-    /// Publishes anything, anywhere (malformed messages straight onto a queue: exchange `""`,
-    /// routing key = queue name).
+    /// Publishes anything, anywhere, as the administrator (malformed messages straight onto a
+    /// queue: exchange `""`, routing key = queue name). The properties are sent as given: no
+    /// `user_id` unless they carry one.
     pub async fn publish_raw(
         &self,
         exchange: &str,

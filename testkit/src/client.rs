@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::auth::{Identity, authorization};
 use crate::system::{Svc, System};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -10,9 +11,12 @@ use serde_json::{Value, json};
 /// Terminal order statuses.
 pub const TERMINAL: [&str; 2] = ["Completed", "Cancelled"];
 
-/// HTTP calls against a [`System`].
+/// HTTP calls against a [`System`], as an operator unless [`Client::as_identity`] says
+/// otherwise.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    identity: Identity,
     order: String,
     inventory: String,
     payment: String,
@@ -37,6 +41,7 @@ impl Client {
         };
         Client {
             http: reqwest::Client::new(),
+            identity: Identity::Operator,
             order: url(Svc::Order),
             inventory: url(Svc::Inventory),
             payment: url(Svc::Payment),
@@ -44,19 +49,38 @@ impl Client {
         }
     }
 
+    /// The same client calling as `identity`.
+    pub fn as_identity(&self, identity: Identity) -> Client {
+        Client {
+            identity,
+            ..self.clone()
+        }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match authorization(&self.identity) {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("the service answers");
+        let response = self
+            .authorized(request)
+            .send()
+            .await
+            .expect("the service answers");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// `PUT /products/{id}` on inventory.
-    pub async fn set_stock(&self, product_id: &str, available: i64) {
+    /// `PUT /products/{id}` on inventory: stock and catalog price (minor units).
+    pub async fn set_product(&self, product_id: &str, available: i64, price: i64) {
         let (status, body) = self
             .send(
                 self.http
                     .put(format!("{}/products/{product_id}", self.inventory))
-                    .json(&json!({ "available": available })),
+                    .json(&json!({ "available": available, "price": price })),
             )
             .await;
         assert!(status.is_success(), "set stock: {status} {body}");
@@ -120,16 +144,17 @@ impl Client {
         body.as_array().cloned().unwrap_or_default()
     }
 
-    /// `POST /orders` with the given lines `(product, quantity, unit price)`.
+    /// `POST /orders` for `customer_id` with the given lines `(product, quantity)`; the prices
+    /// are the catalog's.
     pub async fn place(
         &self,
         customer_id: &str,
-        lines: &[(&str, i64, i64)],
+        lines: &[(&str, i64)],
         key: Option<&str>,
     ) -> (StatusCode, Value) {
         let items: Vec<Value> = lines
             .iter()
-            .map(|(product, quantity, price)| json!({"product_id": product, "quantity": quantity, "unit_price": price}))
+            .map(|(product, quantity)| json!({"product_id": product, "quantity": quantity}))
             .collect();
         let mut request = self
             .http
@@ -167,7 +192,7 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request.send().await.unwrap()
+        self.authorized(request).send().await.unwrap()
     }
 
     /// Polls the order until it is terminal; panics after `timeout`.

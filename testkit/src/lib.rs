@@ -3,13 +3,19 @@
 //! leave nothing behind.
 //!
 //! Where the servers are: `TESTKIT_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`,
-//! a superuser) and `TESTKIT_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672`). Vhosts
-//! are managed with `rabbitmqctl`, which must be on the `PATH`.
+//! a superuser) and `TESTKIT_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672`, an
+//! administrator). Vhosts are managed with `rabbitmqctl`, which must be on the `PATH`.
+//!
+//! Services under test run with least privilege, as in production: each test database is owned
+//! by a role of its own without superuser rights, and each test vhost is provisioned with one
+//! broker user per service from the same definitions that compose loads
+//! ([`outbox::provision`]).
 //!
 //! Fixtures panic on failure: they only run in tests, where a panic is a failed test.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod service;
@@ -22,6 +28,19 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 fn postgres_base() -> String {
     std::env::var("TESTKIT_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The server URL of `postgres_base()` with the user replaced by `role`.
+fn role_base(role: &str) -> String {
+    let base = postgres_base();
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", &base));
+    let host = rest.rsplit_once('@').map(|(_, host)| host).unwrap_or(rest);
+    format!("{scheme}://{role}@{host}")
+}
+
+/// The administrator's URL of the server (a superuser), for fixtures and fault injection.
+pub fn postgres_admin_url(database: &str) -> String {
+    format!("{}/{database}?sslmode=disable", postgres_base())
 }
 
 fn amqp_base() -> String {
@@ -47,13 +66,21 @@ impl TestDatabase {
         let admin = Database::connect(format!("{}/postgres", postgres_base()))
             .await
             .expect("connect to PostgreSQL as admin (is it running on 127.0.0.1:5432?)");
+        // The service's own role: it owns its database (so it may migrate and vacuum it) and
+        // nothing else. The local server trusts loopback, so no password is needed.
         admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .execute_unprepared(&format!(
+                "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+            ))
+            .await
+            .expect("create the test role");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""))
             .await
             .expect("create test database");
         admin.close().await.expect("close admin connection");
         // No TLS on loopback: it costs CPU on both ends and protects nothing here.
-        let url = format!("{}/{name}?sslmode=disable", postgres_base());
+        let url = format!("{}/{name}?sslmode=disable", role_base(&name));
         TestDatabase { name, url }
     }
 
@@ -108,6 +135,9 @@ impl Drop for TestDatabase {
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                         ))
                         .await?;
+                    admin
+                        .execute_unprepared(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                        .await?;
                     admin.close().await?;
                     Ok::<_, sea_orm::DbErr>(())
                 })
@@ -123,44 +153,134 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A RabbitMQ vhost created for one test (with full permissions for the default user) and
-/// deleted, with everything in it, when this is dropped.
+/// A RabbitMQ vhost created for one test, provisioned as production is (one least-privilege
+/// user per service, named `<vhost>-<service>`, and the whole topology), with every right for
+/// the administrator of [`TestVhost::url`]; deleted with its users when this is dropped.
 #[derive(Debug)]
 pub struct TestVhost {
     name: String,
     url: String,
+    services: Vec<(contracts::Service, outbox::provision::Credentials)>,
 }
 
 fn rabbitmqctl(args: &[&str]) -> String {
-    let output = Command::new("rabbitmqctl")
+    rabbitmqctl_with_input(args, None)
+}
+
+fn rabbitmqctl_with_input(args: &[&str], input: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new("rabbitmqctl")
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run rabbitmqctl (is RabbitMQ installed and running?)");
+    let mut stdin = child.stdin.take().expect("rabbitmqctl's stdin");
+    if let Some(input) = input {
+        stdin
+            .write_all(input.as_bytes())
+            .expect("write to rabbitmqctl");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for rabbitmqctl");
     assert!(
         output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `amqp_base()` with its user and password replaced.
+fn amqp_base_as(user: &str, password: &str) -> String {
+    let base = amqp_base();
+    let (scheme, rest) = base.split_once("://").unwrap_or(("amqp", &base));
+    let host = rest.rsplit_once('@').map(|(_, host)| host).unwrap_or(rest);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
 impl TestVhost {
-    /// Creates an empty vhost.
+    /// Creates a vhost and provisions it (users, permissions, topic permissions, topology).
     pub fn create() -> TestVhost {
+        use outbox::provision::{Credentials, Provisioning, Salt};
         let name = unique_name("test");
-        rabbitmqctl(&["-q", "add_vhost", &name]);
+        let services: Vec<_> = contracts::Service::ALL
+            .iter()
+            .map(|&service| {
+                let credentials = Credentials {
+                    user: format!("{name}-{service}"),
+                    password: uuid::Uuid::new_v4().simple().to_string(),
+                };
+                (service, credentials)
+            })
+            .collect();
+        let provisioning = Provisioning {
+            vhost: name.clone(),
+            services: services.clone(),
+            administrator: None,
+            topology: outbox::Topology::default(),
+            salt: Salt::Random,
+        };
+        let definitions = provisioning.definitions().to_string();
+        rabbitmqctl_with_input(
+            &["-q", "import_definitions", "--format", "json"],
+            Some(&definitions),
+        );
         rabbitmqctl(&[
             "-q",
             "set_permissions",
             "-p",
             &name,
-            "guest",
+            admin_user().as_str(),
             ".*",
             ".*",
             ".*",
         ]);
         let url = format!("{}/{name}", amqp_base());
-        TestVhost { name, url }
+        TestVhost {
+            name,
+            url,
+            services,
+        }
+    }
+
+    /// The AMQP URL of `service`'s own least-privilege user on this vhost.
+    pub fn service_url(&self, service: contracts::Service) -> String {
+        let credentials = self.credentials(service);
+        format!(
+            "{}/{}",
+            amqp_base_as(&credentials.user, &credentials.password),
+            self.name
+        )
+    }
+
+    /// The broker user of `service` on this vhost.
+    pub fn service_user(&self, service: contracts::Service) -> &str {
+        &self.credentials(service).user
+    }
+
+    fn credentials(&self, service: contracts::Service) -> &outbox::provision::Credentials {
+        self.services
+            .iter()
+            .find(|(candidate, _)| *candidate == service)
+            .map(|(_, credentials)| credentials)
+            .expect("every service has a user")
+    }
+
+    /// The service users as consumers must expect them.
+    pub fn producer_users(&self) -> contracts::ProducerUsers {
+        contracts::ProducerUsers::parse(&self.producer_users_env()).expect("valid user list")
+    }
+
+    /// [`TestVhost::producer_users`] as the value of `AMQP_PRODUCER_USERS`.
+    pub fn producer_users_env(&self) -> String {
+        self.services
+            .iter()
+            .map(|(service, credentials)| format!("{service}={}", credentials.user))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The AMQP URL of the vhost.
@@ -236,11 +356,39 @@ impl TestVhost {
 
 impl Drop for TestVhost {
     fn drop(&mut self) {
-        let deleted = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.name])
-            .output();
-        if !matches!(&deleted, Ok(output) if output.status.success()) {
-            eprintln!("testkit: could not delete vhost {}: {deleted:?}", self.name);
+        // In parallel: each rabbitmqctl call is a whole Erlang VM start.
+        let mut deletions: Vec<(String, std::io::Result<std::process::Child>)> = Vec::new();
+        deletions.push((
+            format!("vhost {}", self.name),
+            Command::new("rabbitmqctl")
+                .args(["-q", "delete_vhost", &self.name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn(),
+        ));
+        for (_, credentials) in &self.services {
+            deletions.push((
+                format!("user {}", credentials.user),
+                Command::new("rabbitmqctl")
+                    .args(["-q", "delete_user", &credentials.user])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn(),
+            ));
+        }
+        for (what, child) in deletions {
+            let deleted = child.and_then(|mut child| child.wait());
+            if !matches!(&deleted, Ok(status) if status.success()) {
+                eprintln!("testkit: could not delete {what}: {deleted:?}");
+            }
         }
     }
+}
+
+/// The administrator's user name (of `TESTKIT_AMQP_URL`).
+fn admin_user() -> String {
+    amqp_base()
+        .parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".to_owned())
 }

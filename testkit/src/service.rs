@@ -9,16 +9,25 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use contracts::{ProducerUsers, Service};
+use service_kit::auth::AuthConfig;
+
+use crate::auth::{Identity, authorization};
 use crate::{TestDatabase, TestVhost};
 
 /// What a service's `run_with_listener` needs from the fixture.
 pub struct ServiceEnv {
     /// Bound to `127.0.0.1:0`.
     pub listener: TcpListener,
-    /// The fresh database's URL (empty for services without one).
+    /// The fresh database's URL, as its owning (non-superuser) role (empty for services
+    /// without one).
     pub database_url: String,
-    /// The fresh vhost's URL.
+    /// The fresh vhost's URL, as the service's own least-privilege broker user.
     pub amqp_url: String,
+    /// The broker users of the vhost (`AMQP_PRODUCER_USERS`).
+    pub producers: ProducerUsers,
+    /// Tokens signed with [`crate::auth::SECRET`].
+    pub auth: AuthConfig,
     /// Cancelled when the fixture is dropped.
     pub shutdown: CancellationToken,
 }
@@ -27,7 +36,7 @@ pub struct ServiceEnv {
 pub struct RunningService {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
-    /// The vhost's AMQP URL (for a [`crate::bus::TestBus`]).
+    /// The vhost's administrator URL (for tools; a [`crate::bus::TestBus`] takes the vhost).
     pub amqp_url: String,
     /// An HTTP client.
     pub http: reqwest::Client,
@@ -39,9 +48,9 @@ pub struct RunningService {
 }
 
 impl RunningService {
-    /// Starts a service with `run` (typically its `run_with_listener`) and waits until
+    /// Starts `service` with `run` (typically its `run_with_listener`) and waits until
     /// `/health/ready` answers 200.
-    pub async fn start<F, Fut, E>(with_database: bool, run: F) -> RunningService
+    pub async fn start<F, Fut, E>(service: Service, with_database: bool, run: F) -> RunningService
     where
         F: FnOnce(ServiceEnv) -> Fut,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
@@ -61,7 +70,9 @@ impl RunningService {
                 .as_ref()
                 .map(|db| db.url().to_owned())
                 .unwrap_or_default(),
-            amqp_url: vhost.url().to_owned(),
+            amqp_url: vhost.service_url(service),
+            producers: vhost.producer_users(),
+            auth: crate::auth::auth_config(),
             shutdown: shutdown.clone(),
         };
         let running = run(env);
@@ -93,7 +104,7 @@ impl RunningService {
         panic!("the service did not become ready");
     }
 
-    /// Sends a request; `body` is sent as JSON text when given.
+    /// Sends a request as an operator; `body` is sent as JSON text when given.
     pub async fn request(
         &self,
         method: &str,
@@ -101,8 +112,24 @@ impl RunningService {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.request_as(&Identity::Operator, method, path, body, headers)
+            .await
+    }
+
+    /// Sends a request as `identity`; `body` is sent as JSON text when given.
+    pub async fn request_as(
+        &self,
+        identity: &Identity,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let method: Method = method.parse().expect("an HTTP method");
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(value) = authorization(identity) {
+            request = request.header("authorization", value);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -114,7 +141,7 @@ impl RunningService {
         request.send().await.expect("the service answers")
     }
 
-    /// `GET path` as JSON, with its status.
+    /// `GET path` as JSON, with its status, as an operator.
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         let response = self.request("GET", path, None, &[]).await;
         let status = response.status();

@@ -32,6 +32,16 @@ impl Svc {
     /// All four, in start order.
     pub const ALL: [Svc; 4] = [Svc::Order, Svc::Inventory, Svc::Payment, Svc::Notify];
 
+    /// The service it is.
+    pub fn service(self) -> contracts::Service {
+        match self {
+            Svc::Order => contracts::Service::Order,
+            Svc::Inventory => contracts::Service::Inventory,
+            Svc::Payment => contracts::Service::Payment,
+            Svc::Notify => contracts::Service::Notify,
+        }
+    }
+
     /// The binary's (and package's) name.
     pub fn binary(self) -> &'static str {
         match self {
@@ -57,8 +67,9 @@ pub enum Profile {
 pub struct SystemConfig {
     /// `ORDER_SAGA_TIMEOUT_SECS`.
     pub saga_timeout_secs: u64,
-    /// `PAYMENT_DEFAULT_BALANCE`.
-    pub default_balance: i64,
+    /// `PAYMENT_DEMO_BALANCE` (0, the default, opens no account for strangers: fund accounts
+    /// through the operator API).
+    pub demo_balance: i64,
     /// Replicas per service (0 = not started now; start it later with [`System::start_instance`]).
     pub replicas: HashMap<Svc, usize>,
     /// The build to run.
@@ -71,7 +82,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         SystemConfig {
             saga_timeout_secs: 30,
-            default_balance: 100_000,
+            demo_balance: 0,
             replicas: Svc::ALL.iter().map(|&svc| (svc, 1)).collect(),
             profile: Profile::Debug,
             log_filter: "info".into(),
@@ -221,7 +232,12 @@ impl System {
     /// The environment `compose.yaml` gives `svc`, pointed at this system's infrastructure.
     pub fn environment(&self, svc: Svc, port: u16) -> Vec<(String, String)> {
         let mut env = vec![
-            ("AMQP_URL".to_owned(), self.vhost.url().to_owned()),
+            ("AMQP_URL".to_owned(), self.vhost.service_url(svc.service())),
+            (
+                "AMQP_PRODUCER_USERS".to_owned(),
+                self.vhost.producer_users_env(),
+            ),
+            ("AUTH_JWT_SECRET".to_owned(), crate::auth::SECRET.to_owned()),
             ("HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}")),
             ("RUST_LOG".to_owned(), self.config.log_filter.clone()),
             ("LOG_FORMAT".to_owned(), "json".to_owned()),
@@ -238,8 +254,8 @@ impl System {
                 self.config.saga_timeout_secs.to_string(),
             )),
             Svc::Payment => env.push((
-                "PAYMENT_DEFAULT_BALANCE".to_owned(),
-                self.config.default_balance.to_string(),
+                "PAYMENT_DEMO_BALANCE".to_owned(),
+                self.config.demo_balance.to_string(),
             )),
             Svc::Inventory | Svc::Notify => {}
         }
