@@ -5,7 +5,7 @@
 
 use contracts::envelope::Envelope;
 use contracts::{
-    CommitStock, CustomerId, MessageType, OrderId, PaymentSucceeded, PaymentId, Service,
+    CommitStock, CustomerId, MessageType, OrderId, PaymentId, PaymentSucceeded, Service,
     StockFailed,
 };
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
@@ -43,11 +43,13 @@ fn stock_failed() -> Envelope {
     Envelope::new(&message, None).unwrap()
 }
 
+/// Who publishes, what, and whether the broker accepts it.
+type PublishCase = (Service, fn() -> Envelope, bool);
+
 #[tokio::test]
 async fn each_service_may_publish_only_the_types_it_produces() {
     let vhost = TestVhost::create();
-    // (who publishes, what, accepted by the broker)
-    let cases: &[(Service, fn() -> Envelope, bool)] = &[
+    let cases: &[PublishCase] = &[
         (Service::Payment, payment_succeeded, true),
         (Service::Inventory, payment_succeeded, false),
         (Service::Order, payment_succeeded, false),
@@ -107,7 +109,11 @@ async fn service_users_read_only_their_queues_and_configure_nothing() {
                 FieldTable::default(),
             )
             .await;
-        assert_eq!(consumed.is_ok(), allowed, "{service} consuming {queue}: {consumed:?}");
+        assert_eq!(
+            consumed.is_ok(),
+            allowed,
+            "{service} consuming {queue}: {consumed:?}"
+        );
         let _ = connection.close(200, "done".into()).await;
     }
     for &service in Service::ALL {
@@ -140,8 +146,11 @@ async fn a_service_user_checks_the_provisioned_topology_instead_of_declaring_it(
 
     let mut missing = queues;
     missing.push("order-svc.NoSuchQueue".into());
-    let broker = Broker::new(vhost.service_url(Service::Order), Topology::default())
-        .consuming(missing);
-    assert!(broker.connect("test").await.is_err(), "a missing queue fails");
+    let broker =
+        Broker::new(vhost.service_url(Service::Order), Topology::default()).consuming(missing);
+    assert!(
+        broker.connect("test").await.is_err(),
+        "a missing queue fails"
+    );
     assert_eq!(MessageType::PaymentSucceeded.producer(), Service::Payment);
 }
