@@ -10,6 +10,11 @@
 #      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin).
 # Results (JSON and SVG reports) go to target/bench/; a summary is printed for BENCHMARKS.md.
 #
+# The services run as in production (scripts/run-local.sh): each with its own PostgreSQL role
+# and RabbitMQ user, every API call authenticated. loadgen mints its tokens with the same HS256
+# secret (AUTH_JWT_SECRET, exported here and passed on by run-local.sh) and watches terminal
+# events as the broker's administrator (guest: the services' users may not bind a queue).
+#
 #   scripts/bench-system.sh            (BENCH_SECONDS [30] per load phase, BENCH_CLIENTS [64])
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,10 +35,17 @@ for db in orders_bench inventory_bench payments_bench pgbench_saga; do
 done
 rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
 rabbitmqctl -q add_vhost "$vhost"
+# The administrator, for loadgen's observer; run-local.sh provisions the services' own users.
 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 
 export DATABASE_SUFFIX=_bench AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export RUST_LOG=warn LOG_FORMAT=json ORDER_SAGA_TIMEOUT_SECS=120
+# One HS256 secret for the services (run-local.sh passes it on) and loadgen (which reads it from
+# the environment, not from its command line, where ps would show it). Its tokens are HS256
+# without issuer or audience: a key file, issuer or audience inherited from this shell would make
+# the services refuse them.
+export AUTH_JWT_SECRET=${AUTH_JWT_SECRET:-saga-bench: a development secret for benchmarks only}
+unset AUTH_JWT_PUBLIC_KEY_FILE AUTH_JWT_ALGORITHM AUTH_JWT_ISSUER AUTH_JWT_AUDIENCE
 cargo build --release -q -p loadgen
 scripts/run-local.sh start >/dev/null
 trap 'scripts/run-local.sh stop >/dev/null' EXIT

@@ -4,7 +4,13 @@
 #   - each service's Dockerfile builds it with `cargo build --release --locked -p <svc>` and runs
 #     it as a non-root user,
 #   - .dockerignore keeps target/ out of the build context,
-#   - the shell scripts in scripts/ pass shellcheck (and the Dockerfiles hadolint, if installed).
+#   - the broker and database provisioning files in deploy/ exist and are well-formed (the
+#     RabbitMQ config loads the definitions, the definitions parse as JSON, every file compose
+#     mounts exists), and AMQP and the management UI are published on 127.0.0.1 only,
+#   - the shell scripts in scripts/ and deploy/ pass shellcheck (and the Dockerfiles hadolint, if
+#     installed).
+# Whether deploy/rabbitmq/definitions.json is in sync with contracts is checked by
+# `cargo test -p sagactl` (it must equal `sagactl broker definitions --development`).
 # Installs docker-compose and shellcheck with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,6 +68,58 @@ if ((${#compose[@]} > 0)); then
     fi
 fi
 
+step "deploy/: broker and database provisioning"
+rabbitmq_conf=deploy/rabbitmq/rabbitmq.conf
+definitions=deploy/rabbitmq/definitions.json
+init_script=deploy/postgres/service-role.sh
+for file in "$rabbitmq_conf" "$definitions" "$init_script"; do
+    [[ -f $file ]] || fail "$file is missing"
+done
+if [[ -f $rabbitmq_conf ]]; then
+    grep -Eq '^[[:space:]]*load_definitions[[:space:]]*=[[:space:]]*/etc/rabbitmq/definitions\.json[[:space:]]*$' \
+        "$rabbitmq_conf" || fail "$rabbitmq_conf does not load /etc/rabbitmq/definitions.json"
+fi
+if [[ -f $definitions ]]; then
+    if ! command -v jq >/dev/null; then
+        echo "jq is missing; installing it with apt-get"
+        apt_install jq || fail "cannot install jq with apt-get"
+    fi
+    if command -v jq >/dev/null; then
+        # The shape load_definitions needs, and least privilege: no service user may configure.
+        if ! summary=$(jq -er '
+            if (.users | length) > 0 and (.vhosts | length) > 0 and (.queues | length) > 0
+               and ([.permissions[] | select(.configure != "^$") | .user] as $configurers
+                    | [.users[] | select(.tags == "administrator") | .name] as $admins
+                    | ($configurers - $admins) == [])
+            then "\(.users | length) users, \(.queues | length) queues, \(.bindings | length) bindings"
+            else error("no users, vhosts or queues, or a service user may configure") end' \
+            "$definitions" 2>&1); then
+            printf '%s\n' "$summary" >&2
+            fail "$definitions is not a valid definitions document"
+        else
+            echo "$definitions: $summary"
+        fi
+    fi
+fi
+if [[ -f compose.yaml ]]; then
+    failures_before=$failures
+    # Every file compose mounts from the repository must exist.
+    while read -r mounted; do
+        [[ -e $mounted ]] || fail "compose.yaml mounts $mounted, which does not exist"
+    done < <(grep -Eo '\./deploy/[^:"[:space:]]+' compose.yaml | sort -u)
+    # AMQP and the management UI are not an edge: loopback only.
+    for port in 5672 15672; do
+        published=$(grep -Eo "\"[^\"]*:?$port:$port\"" compose.yaml || true)
+        if [[ -z $published ]]; then
+            fail "compose.yaml does not publish port $port"
+        elif grep -vq "^\"127\.0\.0\.1:$port:$port\"\$" <<<"$published"; then
+            fail "compose.yaml publishes port $port beyond 127.0.0.1: $published"
+        fi
+    done
+    ((failures > failures_before)) ||
+        echo "compose.yaml mounts existing files; AMQP and the management UI on 127.0.0.1 only"
+fi
+
 step "Dockerfiles"
 for svc in "${services[@]}"; do
     dockerfile="$svc/Dockerfile"
@@ -94,17 +152,17 @@ else
     echo "hadolint not installed; skipping the Dockerfile lint"
 fi
 
-step "shellcheck scripts/*.sh"
+step "shellcheck scripts/*.sh deploy/postgres/*.sh"
 if ! command -v shellcheck >/dev/null; then
     echo "shellcheck is missing; installing it with apt-get"
     apt_install shellcheck || fail "cannot install shellcheck with apt-get"
 fi
 if command -v shellcheck >/dev/null; then
     shellcheck --version | sed -n 2p
-    if shellcheck scripts/*.sh; then
-        echo "shellcheck: clean:" scripts/*.sh
+    if shellcheck scripts/*.sh deploy/postgres/*.sh; then
+        echo "shellcheck: clean:" scripts/*.sh deploy/postgres/*.sh
     else
-        fail "shellcheck reported problems in scripts/*.sh"
+        fail "shellcheck reported problems in scripts/*.sh or deploy/postgres/*.sh"
     fi
 fi
 

@@ -12,6 +12,9 @@
 #
 # The services run as processes (scripts/run-local.sh, release builds) against the local
 # PostgreSQL and RabbitMQ, in databases and a vhost of their own, removed afterwards.
+# Every request carries an operator's bearer token (minted with sagactl from the run's own
+# AUTH_JWT_SECRET), so schemathesis reaches every operation; the edge tests in
+# system-tests/tests/edges.rs cover requests without a token or with a bad one.
 # schemathesis is installed once into a virtualenv under ~/.cache/saga-rs (SCHEMATHESIS_VENV).
 # Settings and the one documented exception: scripts/fuzz/schemathesis.toml.
 set -euo pipefail
@@ -42,13 +45,16 @@ drop_everything() {
     rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
 }
 drop_everything
-rabbitmqctl -q add_vhost "$vhost"
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 
+# run-local.sh provisions the vhost (users, permissions, topology) and starts each service as
+# its own broker user; a secret of this run's own signs the tokens.
+AUTH_JWT_SECRET="fuzz-http-$(date +%s%N)-a-secret-of-at-least-32-bytes"
+export AUTH_JWT_SECRET
 export DATABASE_SUFFIX=$suffix AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" RUST_LOG=warn
 say "starting the four services"
 scripts/run-local.sh start >/dev/null
 trap 'scripts/run-local.sh stop >/dev/null; drop_everything' EXIT
+token=$(cargo run -q --release -p sagactl -- token --operator --subject schemathesis --lifetime 1h)
 
 failed=()
 for service in order-svc:8080 inventory-svc:8081 payment-svc:8082 notify-svc:8083; do
@@ -59,7 +65,8 @@ for service in order-svc:8080 inventory-svc:8081 payment-svc:8082 notify-svc:808
     # error, not a finding, with two).
     if ! "$venv/bin/schemathesis" --no-color --config-file scripts/fuzz/schemathesis.toml \
         run "http://127.0.0.1:$port/openapi.json" --max-time "$seconds" --workers 1 \
-        --request-timeout 10 "${seed_option[@]}" >"target/run-local/fuzz-$name.log" 2>&1; then
+        --request-timeout 10 --header "Authorization: Bearer $token" "${seed_option[@]}" \
+        >"target/run-local/fuzz-$name.log" 2>&1; then
         failed+=("$name")
         tail -n 60 "target/run-local/fuzz-$name.log"
     fi

@@ -2,8 +2,11 @@
 //! payment outage longer than the saga deadline (so that orders are cancelled by their deadline
 //! and the charges payment makes when it returns must be refunded), one broker cut (every
 //! connection of the run's vhost closed by the broker), one database cut (every backend of the
-//! run's databases terminated), duplicates (delivered messages published again) and poison
-//! (malformed and unknown messages straight onto every consumer queue).
+//! run's databases terminated), duplicates (delivered messages published again, by the service
+//! that produced them, as a redelivery or a relay crash would), poison (malformed and unknown
+//! messages straight onto every consumer queue) and forgeries (well-formed messages of a type
+//! the sender does not produce, for orders in flight: the broker must refuse them or every
+//! consumer must dead-letter them before its handler sees them).
 //!
 //! Only the run's own vhost and databases are touched: other tests on the machine are not
 //! disturbed.
@@ -12,21 +15,45 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::SUBSCRIPTIONS;
+use contracts::{
+    CustomerId, EXCHANGE, Envelope, MessageType, Money, OrderId, PaymentId, PaymentSucceeded,
+    PricedLine, ProductId, Quantity, SUBSCRIPTIONS, Service, StockReserved,
+};
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use outbox::entity::outbox_message;
 use outbox::wire;
-use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement};
-use testkit::bus::TestBus;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement};
 use testkit::system::{Svc, System, wait_until_ready};
 use tokio::sync::Mutex;
 
+use crate::bus::{BrokerAccess, Published, Publisher};
 use crate::rng::Rng;
+use crate::world::PRODUCTS;
 
 /// Header marking a message the harness injected as poison; it survives dead-lettering, so the
 /// invariants can tell injected dead letters from valid ones.
 pub const POISON_HEADER: &str = "x-chaos-poison";
+
+/// Header marking a forged message, for the same reason.
+pub const FORGED_HEADER: &str = "x-chaos-forged";
+
+/// One forged message and what became of it at the broker.
+#[derive(Clone, Debug)]
+pub struct Forgery {
+    /// What was forged, for whom, by whom and how, for the report.
+    pub description: String,
+    /// Who sent it and how (without the order), for the report's summary.
+    pub sender: String,
+    /// Its message id (consumers record handled ids in their inbox).
+    pub message_id: uuid::Uuid,
+    /// The queues subscribed to its type: each must dead-letter a copy if the broker took it.
+    pub queues: Vec<String>,
+    /// Whether the broker itself must refuse it (a `user_id` that is not the sender's own).
+    pub broker_must_refuse: bool,
+    /// What the broker said.
+    pub published: Published,
+}
 
 /// What was injected.
 #[derive(Debug, Default)]
@@ -45,6 +72,8 @@ pub struct FaultLog {
     pub duplicates: u64,
     /// Poison messages per queue.
     pub poison: HashMap<String, u64>,
+    /// Forged messages, refused or not.
+    pub forgeries: Vec<Forgery>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -55,10 +84,12 @@ enum Fault {
     DatabaseCut,
     Duplicates,
     Poison { huge: bool },
+    Forgeries,
 }
 
 /// A schedule over `run_time`: kills at random moments, one payment outage, one broker and one
-/// database cut, two rounds of poison, and duplicates every two seconds.
+/// database cut, two rounds of poison, two rounds of forgeries, and duplicates every two
+/// seconds.
 fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fault)> {
     let at = |fraction: f64| run_time.mul_f64(fraction);
     let mut plan = Vec::new();
@@ -79,6 +110,8 @@ fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fau
     ));
     plan.push((at(0.2), Fault::Poison { huge: true }));
     plan.push((at(0.7), Fault::Poison { huge: false }));
+    plan.push((at(0.35), Fault::Forgeries));
+    plan.push((at(0.8), Fault::Forgeries));
     let mut moment = Duration::from_secs(2);
     while moment < run_time {
         plan.push((moment, Fault::Duplicates));
@@ -92,6 +125,7 @@ fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fau
 /// outage lasts `outage`, which the caller makes longer than the saga deadline.
 pub async fn inject(
     system: Arc<Mutex<System>>,
+    broker: BrokerAccess,
     databases: HashMap<Svc, DatabaseConnection>,
     run_time: Duration,
     kills: u64,
@@ -166,18 +200,38 @@ pub async fn inject(
                 log.database_cuts += 1;
             }
             Fault::Duplicates => {
-                let amqp_url = system.lock().await.vhost().url().to_owned();
-                let republished = republish_delivered(&amqp_url, &databases).await;
+                let (republished, failures) = republish_delivered(&broker, &databases).await;
                 log.duplicates += republished;
+                if let Some(failure) = failures.first() {
+                    log.events.push(format!(
+                        "{elapsed:6.1}s {} duplicates not published, e.g. {failure}",
+                        failures.len()
+                    ));
+                }
             }
             Fault::Poison { huge } => {
-                let amqp_url = system.lock().await.vhost().url().to_owned();
-                let injected = poison_every_queue(&amqp_url, huge).await;
+                let injected = poison_every_queue(&broker.admin_url, huge).await;
                 let total: u64 = injected.values().sum();
                 log.events.push(format!("{elapsed:6.1}s poison: {total} malformed or unknown messages onto every consumer queue"));
                 for (queue, count) in injected {
                     *log.poison.entry(queue).or_default() += count;
                 }
+            }
+            Fault::Forgeries => {
+                let forgeries = forge(&broker, &databases[&Svc::Order], &mut rng).await;
+                let accepted = forgeries
+                    .iter()
+                    .filter(|forgery| forgery.published == Published::Accepted)
+                    .count();
+                let refused = forgeries
+                    .iter()
+                    .filter(|forgery| matches!(forgery.published, Published::Refused(_)))
+                    .count();
+                log.events.push(format!(
+                    "{elapsed:6.1}s forgeries: {} forged messages, {accepted} taken by the broker (consumers must dead-letter them), {refused} refused by it",
+                    forgeries.len()
+                ));
+                log.forgeries.extend(forgeries);
             }
         }
     }
@@ -216,11 +270,15 @@ async fn restart_later(
 }
 
 /// Publishes up to five already-delivered messages of each service again, as a broker
-/// redelivery or a relay crash would.
-async fn republish_delivered(amqp_url: &str, databases: &HashMap<Svc, DatabaseConnection>) -> u64 {
-    let bus = TestBus::connect(amqp_url, &[]).await;
-    let mut republished = 0;
-    for db in databases.values() {
+/// redelivery or a relay crash would: with the producing service's own user and `user_id`, so
+/// that consumers accept them as the real thing and must deduplicate them. Returns how many were
+/// published and why others were not.
+async fn republish_delivered(
+    broker: &BrokerAccess,
+    databases: &HashMap<Svc, DatabaseConnection>,
+) -> (u64, Vec<String>) {
+    let (mut republished, mut failures) = (0, Vec::new());
+    for (svc, db) in databases {
         let rows = outbox_message::Entity::find()
             .from_raw_sql(Statement::from_string(
                 DbBackend::Postgres,
@@ -229,19 +287,37 @@ async fn republish_delivered(amqp_url: &str, databases: &HashMap<Svc, DatabaseCo
             .all(db)
             .await
             .unwrap_or_default();
+        if rows.is_empty() {
+            continue;
+        }
+        // A service's outbox holds only the types it produces; its user may publish those.
+        let Some((url, user)) = broker.service(svc.service()) else {
+            continue;
+        };
+        let publisher = match Publisher::connect(url, "chaos duplicates").await {
+            Ok(publisher) => publisher,
+            Err(error) => {
+                failures.push(format!("{} could not connect: {error}", svc.binary()));
+                continue;
+            }
+        };
         for row in rows {
             let outgoing = wire::outgoing(&row);
-            bus.publish_raw(
-                contracts::EXCHANGE,
-                &outgoing.routing_key,
-                outgoing.properties,
-                &outgoing.body,
-            )
-            .await;
-            republished += 1;
+            let properties = outgoing.properties.with_user_id(ShortString::from(user));
+            match publisher
+                .publish(EXCHANGE, &outgoing.routing_key, properties, &outgoing.body)
+                .await
+            {
+                Published::Accepted => republished += 1,
+                Published::Refused(reason) | Published::Failed(reason) => {
+                    failures.push(format!("{} as {user}: {reason}", outgoing.routing_key));
+                    break;
+                }
+            }
         }
+        publisher.close().await;
     }
-    republished
+    (republished, failures)
 }
 
 /// Poison cases: properties and body, each of them undecodable for a different reason.
@@ -274,18 +350,199 @@ fn poison_cases(message_type: &str, huge: bool) -> Vec<(BasicProperties, Vec<u8>
     cases
 }
 
-/// Publishes the poison cases straight onto every consumer queue (one 10 MiB body in all when
-/// `huge`). Returns how many went to each queue.
-async fn poison_every_queue(amqp_url: &str, huge: bool) -> HashMap<String, u64> {
-    let bus = TestBus::connect(amqp_url, &[]).await;
+/// Publishes the poison cases straight onto every consumer queue as the administrator (one
+/// 10 MiB body in all when `huge`). Returns how many went to each queue.
+async fn poison_every_queue(admin_url: &str, huge: bool) -> HashMap<String, u64> {
     let mut injected = HashMap::new();
+    let Ok(publisher) = Publisher::connect(admin_url, "chaos poison").await else {
+        return injected;
+    };
     for (index, subscription) in SUBSCRIPTIONS.iter().enumerate() {
         let queue = subscription.queue();
         for (properties, body) in poison_cases(subscription.message_type.name(), huge && index == 0)
         {
-            bus.publish_raw("", &queue, properties, &body).await;
-            *injected.entry(queue.clone()).or_default() += 1;
+            if publisher.publish("", &queue, properties, &body).await == Published::Accepted {
+                *injected.entry(queue.clone()).or_default() += 1;
+            }
         }
     }
+    publisher.close().await;
     injected
+}
+
+/// The queues subscribed to `message_type`.
+fn subscribers(message_type: MessageType) -> Vec<String> {
+    SUBSCRIPTIONS
+        .iter()
+        .filter(|subscription| subscription.message_type == message_type)
+        .map(|subscription| subscription.queue())
+        .collect()
+}
+
+/// Up to three orders to forge messages for, with their customers: orders in flight (`Pending`
+/// or `Reserved`), the targets a forger would pick since a forged answer could move them; else
+/// any orders (a forged payment for a cancelled order would be refunded); else, before any
+/// order exists, an order nobody placed. The database may have just been cut (the harness's own
+/// connections too), so each query is tried a few times.
+async fn forgery_targets(db: &DatabaseConnection, rng: &mut Rng) -> Vec<(uuid::Uuid, uuid::Uuid)> {
+    const QUERIES: [&str; 2] = [
+        "SELECT id, customer_id FROM orders WHERE status IN ('Pending', 'Reserved') ORDER BY random() LIMIT 3",
+        "SELECT id, customer_id FROM orders ORDER BY random() LIMIT 3",
+    ];
+    for sql in QUERIES {
+        for _ in 0..5 {
+            let Ok(rows) = db
+                .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            };
+            let targets: Vec<_> = rows
+                .iter()
+                .filter_map(|row| {
+                    Some((row.try_get_by_index(0).ok()?, row.try_get_by_index(1).ok()?))
+                })
+                .collect();
+            if !targets.is_empty() {
+                return targets;
+            }
+            break;
+        }
+    }
+    let mut id = || uuid::Uuid::from_u64_pair(rng.next_u64(), rng.next_u64());
+    vec![(id(), id())]
+}
+
+/// The forged messages for one order: a `PaymentSucceeded` of nothing (which would commit the
+/// goods without a charge) and a `StockReserved` at a price of 0 (which would have payment
+/// charge nothing), neither sent by its producer. (Built from constants that are valid, so none
+/// is ever left out.)
+fn forged_messages(order: uuid::Uuid, customer: uuid::Uuid) -> Vec<Envelope> {
+    let (order_id, customer_id) = (OrderId::from(order), CustomerId::from(customer));
+    let paid = PaymentSucceeded {
+        order_id,
+        customer_id,
+        payment_id: PaymentId::generate(),
+        amount: Money::ZERO,
+    };
+    let free = match (ProductId::new(PRODUCTS[0].id), Quantity::new(1)) {
+        (Ok(product_id), Ok(quantity)) => {
+            let line = PricedLine {
+                product_id,
+                quantity,
+                unit_price: Money::ZERO,
+            };
+            StockReserved::new(order_id, customer_id, vec![line]).ok()
+        }
+        _ => None,
+    };
+    let paid = Envelope::new(&paid, None).ok();
+    let free = free.and_then(|reserved| Envelope::new(&reserved, None).ok());
+    [paid, free].into_iter().flatten().collect()
+}
+
+/// Publishes forged messages for orders in flight, each on a connection of its own (a refusal
+/// closes the channel): as the administrator with its own `user_id`, without any `user_id`,
+/// claiming the producer's `user_id` on the administrator's connection (the broker must refuse
+/// it), and as a service that does not produce the type (inventory for payments, notify for
+/// reservations: refused by the broker's topic permissions, or dead-lettered by consumers).
+async fn forge(
+    broker: &BrokerAccess,
+    order_db: &DatabaseConnection,
+    rng: &mut Rng,
+) -> Vec<Forgery> {
+    let admin_user = broker.admin_user();
+    let mut forgeries = Vec::new();
+    for (order, customer) in forgery_targets(order_db, rng).await {
+        for envelope in forged_messages(order, customer) {
+            let message_type = envelope.message_type;
+            let producer = message_type.producer();
+            let Some((_, producer_user)) = broker.service(producer) else {
+                continue;
+            };
+            let impostor = match message_type {
+                MessageType::PaymentSucceeded => Service::Inventory,
+                _ => Service::Notify,
+            };
+            let Some((impostor_url, impostor_user)) = broker.service(impostor) else {
+                continue;
+            };
+            // (who, url, user_id, whether the broker itself must refuse it)
+            let senders: [(String, &str, Option<&str>, bool); 4] = [
+                (
+                    format!("the administrator ({admin_user})"),
+                    broker.admin_url.as_str(),
+                    Some(admin_user.as_str()),
+                    false,
+                ),
+                (
+                    "the administrator without user_id".to_owned(),
+                    broker.admin_url.as_str(),
+                    None,
+                    false,
+                ),
+                (
+                    format!("the administrator claiming user_id {producer_user}"),
+                    broker.admin_url.as_str(),
+                    Some(producer_user),
+                    true,
+                ),
+                (
+                    format!("{impostor} ({impostor_user})"),
+                    impostor_url,
+                    Some(impostor_user),
+                    false,
+                ),
+            ];
+            // Every sender every time: each is a different way in, and a run must try them all.
+            for (who, url, user_id, broker_must_refuse) in &senders {
+                let mut envelope = envelope.clone();
+                envelope.message_id = contracts::MessageId::generate();
+                forgeries
+                    .push(publish_forged(&envelope, who, url, *user_id, *broker_must_refuse).await);
+            }
+        }
+    }
+    forgeries
+}
+
+/// Publishes `envelope`, marked with [`FORGED_HEADER`], on a new connection to `url` with
+/// `user_id`, and records what the broker said.
+async fn publish_forged(
+    envelope: &Envelope,
+    who: &str,
+    url: &str,
+    user_id: Option<&str>,
+    broker_must_refuse: bool,
+) -> Forgery {
+    let outgoing = wire::outgoing_envelope(envelope);
+    let mut properties = wire::with_headers(
+        &outgoing.properties,
+        &[(FORGED_HEADER, AMQPValue::Boolean(true))],
+    );
+    if let Some(user_id) = user_id {
+        properties = properties.with_user_id(ShortString::from(user_id));
+    }
+    let published = match Publisher::connect(url, "chaos forger").await {
+        Ok(publisher) => {
+            let published = publisher
+                .publish(EXCHANGE, &outgoing.routing_key, properties, &outgoing.body)
+                .await;
+            publisher.close().await;
+            published
+        }
+        Err(error) => Published::Failed(format!("could not connect: {error}")),
+    };
+    Forgery {
+        description: format!(
+            "{} for order {} from {who}",
+            envelope.message_type, envelope.correlation_id
+        ),
+        sender: format!("{} from {who}", envelope.message_type),
+        message_id: envelope.message_id.as_uuid(),
+        queues: subscribers(envelope.message_type),
+        broker_must_refuse,
+        published,
+    }
 }

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chaos::invariants::{Check, check_all, drain_dead_letters, pending_work};
+use chaos::bus::{BrokerAccess, Published};
+use chaos::invariants::{
+    Check, check_all, check_forgeries, check_poison, drain_dead_letters, pending_work,
+};
 use chaos::rng::Rng;
 use chaos::world::Kind;
 use chaos::{Args, drive, faults, world};
@@ -53,12 +56,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let order_urls: Vec<String> = (0..system.replicas(Svc::Order))
         .map(|replica| system.instance_url(Svc::Order, replica))
         .collect();
+    let run_time = Duration::from_secs_f64(args.orders as f64 / args.rate as f64);
     let http = reqwest::Client::new();
+    // The tokens outlive the run however slow it is: an expiring token would turn a slow run
+    // into a run of 401s.
+    let token_lifetime = run_time * 2 + args.quiesce_timeout + Duration::from_secs(3600);
     let setup = world::set_up(
         &http,
         &system.url(Svc::Inventory),
         &system.url(Svc::Payment),
         args.orders,
+        token_lifetime,
         &mut rng,
     )
     .await?;
@@ -66,13 +74,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     for svc in [Svc::Order, Svc::Inventory, Svc::Payment] {
         databases.insert(svc, system.database(svc).connect().await);
     }
-    let amqp_url = system.vhost().url().to_owned();
+    let broker = BrokerAccess::of(system.vhost());
     let system = Arc::new(Mutex::new(system));
 
-    let run_time = Duration::from_secs_f64(args.orders as f64 / args.rate as f64);
     let started = Instant::now();
     let injecting = tokio::spawn(faults::inject(
         Arc::clone(&system),
+        broker.clone(),
         databases.clone(),
         run_time,
         args.kills,
@@ -105,23 +113,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let dead_letters = drain_dead_letters(&amqp_url, &depths).await?;
+    let dead_letters = drain_dead_letters(&broker.admin_url, &depths).await?;
     let mut checks = check_all(&databases, &setup, &driven.placed, &dead_letters).await?;
-    let injected: u64 = log.poison.values().sum();
-    let poison_dead_lettered = dead_letters.total - dead_letters.valid.len();
+    checks.push(check_poison(&log.poison, &dead_letters));
+    checks.push(check_forgeries(&log.forgeries, &dead_letters, &databases).await?);
     checks.push(Check {
-        name: "5b. every injected poison message was dead-lettered",
-        checked: usize::try_from(injected).unwrap_or(0),
-        violations: match poison_dead_lettered as u64 == injected {
-            true => Vec::new(),
-            false => vec![format!(
-                "{injected} injected, {poison_dead_lettered} found in dead-letter queues"
-            )],
-        },
-    });
-    checks.push(Check {
-        name: "7. the API kept its contract under faults (idempotent replays, no unexpected answers)",
-        checked: driven.placed.len() + usize::try_from(driven.replays).unwrap_or(0),
+        name: "7. the API kept its contract under faults (idempotent replays, hostile requests refused with their status, no unexpected answers)",
+        checked: driven.placed.len()
+            + usize::try_from(driven.replays + driven.refused).unwrap_or(0),
         violations: driven.unexpected.clone(),
     });
     let mut shutdown = Check {
@@ -139,6 +138,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     checks.push(shutdown);
 
+    // In the order of their numbers, whichever code checked them.
+    checks.sort_by(|a, b| a.name.cmp(b.name));
     print_report(
         &args,
         &driven,
@@ -214,23 +215,57 @@ async fn print_report(
             .count()
     };
     println!(
-        "\nOrders accepted: {} ({} normal, {} unknown product, {} poor customer); {} idempotent replays; {} requests retried",
+        "\nOrders accepted: {} ({} normal, {} unknown product, {} poor customer, {} customer without an account; {} placed by an operator); {} idempotent replays; {} hostile requests refused; {} requests retried",
         driven.placed.len(),
         by_kind(Kind::Normal),
         by_kind(Kind::UnknownProduct),
         by_kind(Kind::PoorCustomer),
+        by_kind(Kind::Stranger),
+        driven
+            .placed
+            .iter()
+            .filter(|order| order.by_operator)
+            .count(),
         driven.replays,
+        driven.refused,
         driven.retries
     );
+    let forgeries = |matches: fn(&Published) -> bool| {
+        log.forgeries
+            .iter()
+            .filter(|forgery| matches(&forgery.published))
+            .count()
+    };
     println!(
-        "Faults: {} kills, {} payment outage(s), {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages",
+        "Faults: {} kills, {} payment outage(s), {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages, {} forgeries ({} taken by the broker, {} refused by it, {} undelivered)",
         log.kills,
         log.outages,
         log.broker_cuts,
         log.database_cuts,
         log.duplicates,
-        log.poison.values().sum::<u64>()
+        log.poison.values().sum::<u64>(),
+        log.forgeries.len(),
+        forgeries(|published| *published == Published::Accepted),
+        forgeries(|published| matches!(published, Published::Refused(_))),
+        forgeries(|published| matches!(published, Published::Failed(_))),
     );
+    // What the broker said to each kind of forgery (user names vary from run to run, the
+    // outcomes must not).
+    let mut senders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for forgery in &log.forgeries {
+        let outcome = match &forgery.published {
+            Published::Accepted => "taken by the broker".to_owned(),
+            Published::Refused(reason) => format!("refused: {reason}"),
+            Published::Failed(reason) => format!("undelivered: {reason}"),
+        };
+        let outcomes = senders.entry(forgery.sender.clone()).or_default();
+        if !outcomes.contains(&outcome) {
+            outcomes.push(outcome);
+        }
+    }
+    for (sender, outcomes) in senders {
+        println!("  forged {sender}: {}", outcomes.join("; "));
+    }
     let mut inboxes = Vec::new();
     for svc in [Svc::Order, Svc::Inventory, Svc::Payment] {
         inboxes.push(format!(
@@ -249,9 +284,12 @@ async fn print_report(
         counted(&databases[&Svc::Payment], PAYMENT_OUTCOMES).await
     );
     println!(
-        "Dead letters: {} in {} queues",
+        "Dead letters: {} in {} queues ({} poison, {} forged, {} other)",
         dead_letters.total,
-        dead_letters.per_queue.len()
+        dead_letters.per_queue.len(),
+        dead_letters.poison,
+        dead_letters.forged.len(),
+        dead_letters.valid.len()
     );
 
     println!("\n| invariant | checked | violations | result |");

@@ -59,9 +59,9 @@ pub mod values;
 pub use envelope::Envelope;
 pub use messages::{
     AnyMessage, CommitStock, DecodeError, InvalidOrder, Message, MessageType, OrderCancelled,
-    OrderCompleted, OrderCreated, OrderLine, PaymentFailed, PricedLine, PaymentRefunded, PaymentSucceeded,
-    RefundPayment, ReleaseStock, StockCommitted, StockFailed, StockReleased, StockReserved,
-    order_total,
+    OrderCompleted, OrderCreated, OrderLine, PaymentFailed, PaymentRefunded, PaymentSucceeded,
+    PricedLine, RefundPayment, ReleaseStock, StockCommitted, StockFailed, StockReleased,
+    StockReserved, order_total,
 };
 pub use topology::{
     EXCHANGE, InvalidProducerUsers, ProducerUsers, SUBSCRIPTIONS, Service, Subscription,

@@ -155,7 +155,12 @@ impl ProducerUsers {
     /// list keeps the defaults.
     pub fn parse(overrides: &str) -> Result<ProducerUsers, InvalidProducerUsers> {
         let mut users = ProducerUsers::default();
-        for entry in overrides.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let mut renamed = std::collections::BTreeSet::new();
+        for entry in overrides
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
             let Some((service, user)) = entry.split_once('=') else {
                 return Err(InvalidProducerUsers(format!(
                     "`{entry}` is not service=user"
@@ -172,6 +177,9 @@ impl ProducerUsers {
             let user = user.trim();
             if user.is_empty() {
                 return Err(InvalidProducerUsers(format!("`{entry}` names no user")));
+            }
+            if !renamed.insert(service) {
+                return Err(InvalidProducerUsers(format!("{service} is named twice")));
             }
             users.users.insert(service, user.to_owned());
         }

@@ -1,11 +1,27 @@
-//! The HTTP API: stock per product, for operators and demos, and reservations per order.
+//! The HTTP API: the catalog (stock and price per product) and reservations per order.
+//!
+//! Who may do what (every route is behind the bearer-token middleware of
+//! [`service_kit::entrypoint::service_router`], so each handler has a [`Caller`]):
+//!
+//! | endpoint                      | customer | operator |
+//! |-------------------------------|----------|----------|
+//! | `GET /products`               | yes      | yes      |
+//! | `GET /products/{product_id}`  | yes      | yes      |
+//! | `PUT /products/{product_id}`  | 403      | yes      |
+//! | `GET /reservations/{order_id}`| 403      | yes      |
+//!
+//! The operator-only handlers check the caller before they look at the request, so a customer
+//! learns nothing from the validation of what they sent. A price set here applies to the
+//! reservations that follow: a reservation is priced when its stock is held
+//! ([`crate::store::reserve`]) and keeps that price.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use contracts::{OrderId, ProductId};
+use contracts::{Money, OrderId, ProductId};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Forbidden};
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::problem::Problem;
 use utoipa::{IntoParams, ToSchema};
@@ -36,6 +52,12 @@ pub enum ApiError {
     /// Inventory never heard of the order.
     #[error("no reservation for order {0}")]
     ReservationNotFound(OrderId),
+    /// The caller may not do this (a customer on an operator's endpoint).
+    #[error("forbidden: {0}")]
+    Forbidden(#[from] Forbidden),
+    /// The request could not be read (its own problem: a malformed path or body).
+    #[error("unreadable request")]
+    Unreadable(Problem),
     /// The database failed (opaque to clients).
     #[error("database: {0}")]
     Database(#[from] DbErr),
@@ -57,13 +79,15 @@ impl IntoResponse for ApiError {
             ApiError::ProductNotFound(_) | ApiError::ReservationNotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "Not found").with_detail(self.to_string())
             }
+            ApiError::Forbidden(forbidden) => forbidden.problem(),
+            ApiError::Unreadable(problem) => problem.clone(),
             ApiError::Database(cause) => Problem::internal(cause),
         };
         problem.into_response()
     }
 }
 
-/// A product's stock.
+/// A product's stock and price.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductStock {
     /// The product.
@@ -74,6 +98,9 @@ pub struct ProductStock {
     pub reserved: i64,
     /// Units sold.
     pub committed: i64,
+    /// The catalog price of one unit, in minor units; orders reserved from now on pay it.
+    #[schema(minimum = 0)]
+    pub price: i64,
 }
 
 impl From<product::Model> for ProductStock {
@@ -83,17 +110,23 @@ impl From<product::Model> for ProductStock {
             available: row.available,
             reserved: row.reserved,
             committed: row.committed,
+            price: row.price,
         }
     }
 }
 
-/// The body of `PUT /products/{product_id}`.
+/// The body of `PUT /products/{product_id}`: both fields are required.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct SetStock {
+pub struct SetProduct {
     /// Units free to reserve; at least 0.
     #[serde(deserialize_with = "service_kit::extract::integer")]
     #[schema(minimum = 0)]
     pub available: i64,
+    /// The catalog price of one unit, in minor units (1999 is 19.99); at least 0. Reservations
+    /// already held keep the price they were held at.
+    #[serde(deserialize_with = "service_kit::extract::integer")]
+    #[schema(minimum = 0)]
+    pub price: i64,
 }
 
 /// Paging of `GET /products`.
@@ -115,6 +148,10 @@ pub struct HeldLine {
     pub product_id: String,
     /// Units.
     pub quantity: i64,
+    /// The catalog price of one unit when the stock was held, in minor units; absent for
+    /// reservations held before inventory priced them.
+    #[schema(minimum = 0)]
+    pub unit_price: Option<i64>,
 }
 
 /// Inventory's decision for an order.
@@ -134,7 +171,7 @@ fn product_id_from_path(raw: String) -> Result<ProductId, ApiError> {
     ProductId::new(raw).map_err(|error| ApiError::InvalidProductId(error.to_string()))
 }
 
-/// A product's stock.
+/// A product's stock and price; any authenticated caller may read the catalog.
 #[utoipa::path(
     get, path = "/products/{product_id}",
     params(("product_id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$",
@@ -147,6 +184,7 @@ fn product_id_from_path(raw: String) -> Result<ProductId, ApiError> {
 )]
 async fn get_product(
     State(db): State<DatabaseConnection>,
+    _caller: Caller,
     ApiPath(product_id): ApiPath<String>,
 ) -> Result<ApiJson<ProductStock>, ApiError> {
     let product_id = product_id_from_path(product_id)?;
@@ -156,7 +194,8 @@ async fn get_product(
     }
 }
 
-/// Products in id order.
+/// Products in id order, with their stock and price; any authenticated caller may read the
+/// catalog.
 #[utoipa::path(
     get, path = "/products",
     params(ProductPage),
@@ -168,6 +207,7 @@ async fn get_product(
 )]
 async fn list_products(
     State(db): State<DatabaseConnection>,
+    _caller: Caller,
     ApiQuery(page): ApiQuery<ProductPage>,
 ) -> Result<ApiJson<Vec<ProductStock>>, ApiError> {
     let limit = page.limit.unwrap_or(100);
@@ -192,16 +232,18 @@ async fn list_products(
     Ok(ApiJson(rows.into_iter().map(ProductStock::from).collect()))
 }
 
-/// Creates a product or sets its available stock.
+/// Creates a product or sets its available stock and price (operators only).
 #[utoipa::path(
     put, path = "/products/{product_id}",
     params(("product_id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$",
         description = "1–64 characters of A-Z, a-z, 0-9, '_', '-'")),
-    request_body = SetStock,
+    request_body = SetProduct,
     responses(
-        (status = 200, description = "Stock set", body = ProductStock),
+        (status = 200, description = "Stock and price set", body = ProductStock),
         (status = 201, description = "Product created", body = ProductStock),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an operator", body = Problem,
+            content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -209,40 +251,56 @@ async fn list_products(
 )]
 async fn put_product(
     State(db): State<DatabaseConnection>,
-    ApiPath(product_id): ApiPath<String>,
-    ApiJson(body): ApiJson<SetStock>,
+    caller: Caller,
+    product_id: Result<ApiPath<String>, Problem>,
+    body: Result<ApiJson<SetProduct>, Problem>,
 ) -> Result<Response, ApiError> {
+    // The caller first: what a customer sent is not worth reading, nor worth an answer about.
+    caller.require_operator()?;
+    let ApiPath(product_id) = product_id.map_err(ApiError::Unreadable)?;
     let product_id = product_id_from_path(product_id)?;
+    let ApiJson(body) = body.map_err(ApiError::Unreadable)?;
     if body.available < 0 {
         return Err(ApiError::Invalid {
             field: "available",
             message: format!("must be at least 0, got {}", body.available),
         });
     }
-    let (row, created) = store::set_available(&db, product_id.as_str(), body.available).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let price = Money::new(body.price).map_err(|_| ApiError::Invalid {
+        field: "price",
+        message: format!("must be at least 0, got {}", body.price),
+    })?;
+    let (row, created) =
+        store::set_product(&db, product_id.as_str(), body.available, price).await?;
+    let status = match created {
+        true => StatusCode::CREATED,
+        false => StatusCode::OK,
     };
     let location = [(header::LOCATION, format!("/products/{product_id}"))];
     Ok((status, location, ApiJson(ProductStock::from(row))).into_response())
 }
 
-/// Inventory's decision for an order.
+/// Inventory's decision for an order, with the prices its lines were held at (operators only).
 #[utoipa::path(
     get, path = "/reservations/{order_id}",
     params(("order_id" = Uuid, Path, description = "The order")),
     responses(
         (status = 200, body = Reservation),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an operator", body = Problem,
+            content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_reservation(
     State(db): State<DatabaseConnection>,
-    ApiPath(order_id): ApiPath<Uuid>,
+    caller: Caller,
+    order_id: Result<ApiPath<Uuid>, Problem>,
 ) -> Result<ApiJson<Reservation>, ApiError> {
+    // Reservations are inventory's bookkeeping, not a customer's view of an order (order-svc
+    // shows customers their own): operators only, checked before the path is read.
+    caller.require_operator()?;
+    let ApiPath(order_id) = order_id.map_err(ApiError::Unreadable)?;
     let order_id = OrderId::from(order_id);
     let Some((found, lines)) = store::reservation(&db, order_id).await? else {
         return Err(ApiError::ReservationNotFound(order_id));
@@ -256,6 +314,7 @@ async fn get_reservation(
             .map(|line| HeldLine {
                 product_id: line.product_id,
                 quantity: line.quantity,
+                unit_price: line.unit_price,
             })
             .collect(),
     }))

@@ -1,29 +1,53 @@
-//! Configuration from the environment.
+//! Configuration from the environment: [`Variables`] describes every variable the service
+//! reads; [`ENVIRONMENT`] and `inventory-svc --help` are generated from it.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use service_kit::config::{
-    ConfigError, Lookup, database_max_connections_from, environment_lookup, optional_parsed_from,
-    required_from, socket_addr_from,
-};
+use clap::{CommandFactory, Parser};
+use service_kit::auth::{AuthConfig, AuthVariables};
+use service_kit::config::{ConfigError, Lookup, pool_size, seconds};
 
-/// Every environment variable the service reads (checked against `compose.yaml` by a test).
-pub const ENVIRONMENT: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "AMQP_URL",
-    "HTTP_ADDR",
-    "STARTUP_TIMEOUT_SECS",
-    "AMQP_PRODUCER_USERS",
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY_FILE",
-    "AUTH_JWT_ALGORITHM",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
+/// Every environment variable the service reads (checked against `compose.yaml` by a test),
+/// generated from [`Variables`], then `RUST_LOG` and `LOG_FORMAT`.
+pub static ENVIRONMENT: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| service_kit::config::service_environment(&DESCRIPTION));
+
+/// [`Variables`]' description, built once so that [`ENVIRONMENT`] can borrow its names.
+static DESCRIPTION: LazyLock<clap::Command> = LazyLock::new(Variables::command);
+
+/// The catalog (stock and prices) and the stock reservations of the order saga.
+#[derive(Parser)]
+#[command(name = "inventory-svc")]
+struct Variables {
+    /// The service's own PostgreSQL database, e.g.
+    /// `postgres://inventory-svc:secret@inventory-db:5432/inventory`.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The size of the database pool, at least 1. Every replica of every service shares the
+    /// server's connection limit.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10", value_parser = pool_size)]
+    database_max_connections: u32,
+    /// The broker, as the service's own user, e.g.
+    /// `amqp://inventory-svc:secret@rabbitmq:5672/%2f`.
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: String,
+    /// The address the HTTP API listens on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    http_addr: SocketAddr,
+    /// How long to retry an unreachable database or broker at start before giving up, in
+    /// seconds.
+    #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value = "60", value_parser = seconds)]
+    startup_timeout: Duration,
+    /// The broker user of each producing service, as `service=user,…`; a service not named is
+    /// expected to publish as the user named after it (`order-svc`, …). A message from anyone
+    /// else is dead-lettered.
+    #[arg(long, env = "AMQP_PRODUCER_USERS")]
+    producers: Option<contracts::ProducerUsers>,
+    #[command(flatten)]
+    auth: AuthVariables,
+}
 
 /// The service's configuration.
 #[derive(Clone, Debug)]
@@ -43,33 +67,125 @@ pub struct Config {
     /// service's name); a message from anyone else is dead-lettered.
     pub producers: contracts::ProducerUsers,
     /// `AUTH_JWT_*`: how callers of the API are authenticated.
-    pub auth: service_kit::auth::AuthConfig,
+    pub auth: AuthConfig,
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment; `inventory-svc --help` describes every variable instead.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(&environment_lookup)
+        Config::from_variables(service_kit::config::read_process_environment()?)
     }
 
     /// Reads variables through `lookup`.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+        Config::from_variables(service_kit::config::read(lookup)?)
+    }
+
+    fn from_variables(variables: Variables) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: required_from(lookup, "DATABASE_URL")?,
-            amqp_url: required_from(lookup, "AMQP_URL")?,
-            http_addr: socket_addr_from(lookup, "HTTP_ADDR", "0.0.0.0:8081")?,
-            startup_timeout: Duration::from_secs(optional_parsed_from(
-                lookup,
-                "STARTUP_TIMEOUT_SECS",
-                60u64,
-            )?),
-            database_max_connections: database_max_connections_from(lookup)?,
-            producers: optional_parsed_from(
-                lookup,
-                "AMQP_PRODUCER_USERS",
-                contracts::ProducerUsers::default(),
-            )?,
-            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
+            database_url: variables.database_url,
+            amqp_url: variables.amqp_url,
+            http_addr: variables.http_addr,
+            startup_timeout: variables.startup_timeout,
+            database_max_connections: variables.database_max_connections,
+            producers: variables.producers.unwrap_or_default(),
+            auth: AuthConfig::from_variables(variables.auth)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// What a read shows: (pool size, startup timeout, http address), or the variable its error
+    /// names.
+    type Read = Result<(u32, u64, &'static str), &'static str>;
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://localhost/inventory"),
+        ("AMQP_URL", "amqp://localhost"),
+        (
+            "AUTH_JWT_SECRET",
+            "a test secret that is at least 32 bytes long",
+        ),
+    ];
+
+    /// Reads [`REQUIRED`] with `changes` applied (an empty value unsets) and compares.
+    fn check(changes: &[(&str, &str)], expected: Read) {
+        let mut variables: HashMap<&str, &str> = REQUIRED.into_iter().collect();
+        variables.extend(changes.iter().copied());
+        let read = Config::from_lookup(&|name: &str| variables.get(name).map(|v| (*v).to_owned()));
+        let read = read
+            .map(|config| {
+                (
+                    config.database_max_connections,
+                    config.startup_timeout.as_secs(),
+                    config.http_addr.to_string(),
+                )
+            })
+            .map_err(|error| error.variable().to_owned());
+        let expected = expected
+            .map(|(pool, startup, addr)| (pool, startup, addr.to_owned()))
+            .map_err(str::to_owned);
+        assert_eq!(read, expected, "{changes:?}");
+    }
+
+    #[test]
+    fn reads_the_environment_with_defaults() {
+        let cases: &[(&[(&str, &str)], Read)] = &[
+            (&[], Ok((10, 60, "0.0.0.0:8081"))),
+            (
+                &[("HTTP_ADDR", ""), ("STARTUP_TIMEOUT_SECS", "")],
+                Ok((10, 60, "0.0.0.0:8081")),
+            ),
+            (
+                &[
+                    ("DATABASE_MAX_CONNECTIONS", "2"),
+                    ("STARTUP_TIMEOUT_SECS", "1"),
+                    ("HTTP_ADDR", "127.0.0.1:9001"),
+                ],
+                Ok((2, 1, "127.0.0.1:9001")),
+            ),
+            (
+                &[("DATABASE_MAX_CONNECTIONS", "0")],
+                Err("DATABASE_MAX_CONNECTIONS"),
+            ),
+            (
+                &[("STARTUP_TIMEOUT_SECS", "-1")],
+                Err("STARTUP_TIMEOUT_SECS"),
+            ),
+            (&[("HTTP_ADDR", "nowhere")], Err("HTTP_ADDR")),
+            (
+                &[("AMQP_PRODUCER_USERS", "order-svc")],
+                Err("AMQP_PRODUCER_USERS"),
+            ),
+            (&[("DATABASE_URL", "")], Err("DATABASE_URL")),
+            (&[("AMQP_URL", "")], Err("AMQP_URL")),
+            (
+                &[("AUTH_JWT_SECRET", "")],
+                Err("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE"),
+            ),
+        ];
+        for (changes, expected) in cases {
+            check(changes, *expected);
+        }
+    }
+
+    #[test]
+    fn the_environment_lists_every_variable_once() {
+        let mut unique = ENVIRONMENT.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ENVIRONMENT.len(), "{:?}", *ENVIRONMENT);
+        let listed = |variable: &&str| ENVIRONMENT.contains(variable);
+        assert!(service_kit::auth::ENVIRONMENT.iter().all(listed));
+        assert!(
+            ["DATABASE_URL", "AMQP_PRODUCER_USERS", "LOG_FORMAT"]
+                .iter()
+                .all(listed)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! SeaORM entities of the inventory database.
 
-/// `products`: stock per product.
+/// `products`: stock and catalog price per product.
 pub mod product {
     use sea_orm::entity::prelude::*;
 
@@ -18,6 +18,9 @@ pub mod product {
         pub reserved: i64,
         /// Units sold.
         pub committed: i64,
+        /// The catalog price of one unit, in minor units (at least 0); reservations are priced
+        /// with it.
+        pub price: i64,
         /// Last change.
         pub updated_at: DateTimeUtc,
     }
@@ -73,6 +76,9 @@ pub mod reservation_line {
         pub product_id: String,
         /// Units held.
         pub quantity: i64,
+        /// The catalog price of one unit when the stock was held, in minor units; `None` for
+        /// reservations held before inventory priced them.
+        pub unit_price: Option<i64>,
     }
 
     /// No relations declared.

@@ -1,6 +1,6 @@
 //! Inventory's reactions to the messages it consumes.
 
-use contracts::{AnyMessage, Envelope, StockCommitted, StockFailed, StockReleased, StockReserved};
+use contracts::{AnyMessage, Envelope, StockCommitted, StockFailed, StockReleased};
 use outbox::{Handler, HandlerError, enqueue_message};
 use sea_orm::DatabaseTransaction;
 use tracing::info;
@@ -8,7 +8,8 @@ use tracing::info;
 use crate::store::{self, CommitOutcome, ReleaseOutcome, ReserveOutcome};
 
 /// Handles `OrderCreated`, `CommitStock` and `ReleaseStock` inside the consumer's transaction,
-/// publishing the answer through the outbox in the same transaction.
+/// publishing the answer through the outbox in the same transaction: `StockReserved` with the
+/// lines priced from the catalog, or `StockFailed` with the reason, both naming the customer.
 pub struct InventoryHandler;
 
 impl Handler for InventoryHandler {
@@ -20,13 +21,10 @@ impl Handler for InventoryHandler {
         let cause = Some(envelope.message_id);
         match &envelope.payload {
             AnyMessage::OrderCreated(order) => match store::reserve(transaction, order).await? {
-                ReserveOutcome::Reserved => {
-                    info!(total = %order.total, "stock reserved");
-                    let reserved = StockReserved {
-                        order_id: order.order_id,
-                        customer_id: order.customer_id,
-                        total: order.total,
-                    };
+                ReserveOutcome::Reserved(reserved) => {
+                    // Priced from the catalog under the rows' locks: the total payment charges
+                    // is what the catalog asked when the stock was held.
+                    info!(total = %reserved.total, "stock reserved");
                     enqueue_message(transaction, &reserved, cause).await?;
                 }
                 ReserveOutcome::Failed(reason) => {
@@ -35,6 +33,7 @@ impl Handler for InventoryHandler {
                         transaction,
                         &StockFailed {
                             order_id: order.order_id,
+                            customer_id: order.customer_id,
                             reason,
                         },
                         cause,

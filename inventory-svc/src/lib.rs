@@ -3,6 +3,8 @@
 //! It consumes `OrderCreated` (reserve every line or none), `CommitStock` (sell what is held)
 //! and `ReleaseStock` (give it back, or leave a tombstone if nothing is held yet), and publishes
 //! `StockReserved`, `StockFailed`, `StockCommitted` and `StockReleased` through its outbox.
+//! It owns the catalog: `StockReserved` carries each line priced from the catalog in the
+//! transaction that holds the stock, so an order pays the price in force at its reservation.
 //! For every product, the stock it was given equals `available + reserved + committed`.
 //!
 //! Layout: [`stock`] holds the pure rules, [`store`] the database operations, [`handler`] the

@@ -1,4 +1,5 @@
-//! The service's database: products, reservations, and the outbox and inbox.
+//! The service's database: products (stock and catalog price), reservations, and the outbox
+//! and inbox.
 
 use sea_orm_migration::prelude::*;
 
@@ -10,6 +11,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = outbox::migration::migrations();
         migrations.push(Box::new(CreateStock));
         migrations.push(Box::new(SeedDemoProducts));
+        migrations.push(Box::new(CatalogPrices));
         migrations
     }
 }
@@ -89,6 +91,51 @@ impl MigrationTrait for SeedDemoProducts {
     }
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
+/// Inventory owns the catalog price of each product, and every reservation line keeps the price
+/// it was held at.
+struct CatalogPrices;
+
+impl MigrationName for CatalogPrices {
+    fn name(&self) -> &str {
+        "m20261201_100003_catalog_prices"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CatalogPrices {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Existing products start at 0 until an operator prices them, except the demo products
+        // seeded above, which get demo prices so that a demo order costs something (every
+        // price is still 0 here: this runs once, when the column appears). A reservation line's
+        // `unit_price` is NULL for reservations held before inventory priced them (their orders
+        // carried client prices).
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE products ADD COLUMN price bigint NOT NULL DEFAULT 0 CHECK (price >= 0);
+                 UPDATE products SET price = demo.price
+                 FROM (VALUES ('widget-blue', 1999), ('gadget_42', 4950), ('gizmo-deluxe', 24900),
+                              ('sold-out', 999)) AS demo (product_id, price)
+                 WHERE products.product_id = demo.product_id;
+                 ALTER TABLE reservation_lines
+                     ADD COLUMN unit_price bigint CHECK (unit_price >= 0);",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE reservation_lines DROP COLUMN unit_price;
+                 ALTER TABLE products DROP COLUMN price;",
+            )
+            .await?;
         Ok(())
     }
 }

@@ -1,11 +1,17 @@
-//! Stock in the database. Every function runs inside the caller's transaction; row locks are
-//! always taken in product-id order, so concurrent reservations cannot deadlock each other —
-//! provided each transaction handles one message (a batch of several would take the rows of
-//! successive messages out of order: the service's consumer runs with batches of one).
+//! Stock and catalog prices in the database. Every function runs inside the caller's
+//! transaction; row locks are always taken in product-id order, so concurrent reservations
+//! cannot deadlock each other — provided each transaction handles one message (a batch of
+//! several would take the rows of successive messages out of order: the service's consumer runs
+//! with batches of one).
+//!
+//! Which price an order pays: the catalog price in force when its stock is held. [`reserve`]
+//! reads each product's price under the row lock it takes the units with, in one transaction,
+//! and keeps it on the reservation line; a later price change touches neither the line nor the
+//! `StockReserved` already published.
 
 use std::collections::HashMap;
 
-use contracts::{OrderCreated, OrderId};
+use contracts::{Money, OrderCreated, OrderId, StockReserved};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -13,13 +19,13 @@ use sea_orm::{
 };
 
 use crate::entity::{product, reservation, reservation_line};
-use crate::stock::{ReservationStatus, shortfalls};
+use crate::stock::{CatalogEntry, ReservationStatus, decide};
 
 /// What a reservation request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReserveOutcome {
-    /// Every line is held.
-    Reserved,
+    /// Every line is held; the reservation to publish, priced from the catalog.
+    Reserved(StockReserved),
     /// Nothing is held; why, for people.
     Failed(String),
     /// Inventory had already decided for this order (a redelivery, or a tombstone left by a
@@ -83,8 +89,15 @@ async fn insert_reservation<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Holds every line of `order`, or none. Never oversells: each line is taken with a
-/// conditional update (`available >= quantity`) under the product's row lock.
+/// Holds every line of `order`, or none, and prices the lines from the catalog. Never
+/// oversells: each line is taken with a conditional update (`available >= quantity`) under the
+/// product's row lock.
+///
+/// The order pays the catalog price in force when its stock is held: the prices are read under
+/// the same row locks, in the same transaction, as the units are taken, and a price change
+/// (`PUT /products/{id}` updates the locked row) waits for this transaction to end — so it
+/// comes either wholly before the reservation (which then pays the new price) or wholly after
+/// (which does not touch it). The lines keep the price they were held at.
 pub async fn reserve<C: ConnectionTrait>(
     db: &C,
     order: &OrderCreated,
@@ -92,37 +105,38 @@ pub async fn reserve<C: ConnectionTrait>(
     if let Some(status) = status_of(db, order.order_id, true).await? {
         return Ok(ReserveOutcome::AlreadyDecided(status));
     }
-    let mut lines: Vec<(String, i64)> = order
+    let mut product_ids: Vec<&str> = order
         .items
         .iter()
-        .map(|line| {
-            (
-                line.product_id.as_str().to_owned(),
-                i64::from(line.quantity.get()),
-            )
-        })
+        .map(|line| line.product_id.as_str())
         .collect();
-    lines.sort();
+    product_ids.sort_unstable();
 
     // Lock every product of the order, in id order (so that concurrent reservations queue up
-    // instead of deadlocking), decide with the locked quantities, then take them in one
+    // instead of deadlocking), decide and price with the locked rows, then take them in one
     // statement: three round trips whatever the number of lines.
-    let available =
-        lock_products(db, lines.iter().map(|(product_id, _)| product_id.as_str())).await?;
-    let missing = shortfalls(&lines, &available);
-    if !missing.is_empty() {
-        let reason = missing.join("; ");
-        insert_reservation(
-            db,
-            order.order_id,
-            ReservationStatus::Failed,
-            Some(reason.clone()),
-        )
-        .await?;
-        return Ok(ReserveOutcome::Failed(reason));
+    let catalog = lock_products(db, &product_ids).await?;
+    let reserved = match decide(order, &catalog) {
+        Ok(reserved) => reserved,
+        Err(reason) => {
+            insert_reservation(
+                db,
+                order.order_id,
+                ReservationStatus::Failed,
+                Some(reason.clone()),
+            )
+            .await?;
+            return Ok(ReserveOutcome::Failed(reason));
+        }
+    };
+    let (mut products, mut quantities, mut prices) = (Vec::new(), Vec::new(), Vec::new());
+    for line in &reserved.items {
+        products.push(line.product_id.as_str().to_owned());
+        quantities.push(i64::from(line.quantity.get()));
+        prices.push(line.unit_price.minor_units());
     }
-    let (products, quantities): (Vec<String>, Vec<i64>) = lines.into_iter().unzip();
-    // The products are locked: take the units and record the reservation in one statement.
+    // The products are locked: take the units and record the reservation, each line with the
+    // price just read under the lock, in one statement.
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "WITH taken AS (
@@ -134,35 +148,46 @@ pub async fn reserve<C: ConnectionTrait>(
          ), held AS (
              INSERT INTO reservations (order_id, status) VALUES ($1, 'Held') RETURNING order_id
          )
-         INSERT INTO reservation_lines (order_id, product_id, quantity)
-         SELECT held.order_id, line.product_id, line.quantity
-         FROM held, unnest($2::text[], $3::bigint[]) AS line (product_id, quantity)",
+         INSERT INTO reservation_lines (order_id, product_id, quantity, unit_price)
+         SELECT held.order_id, line.product_id, line.quantity, line.unit_price
+         FROM held, unnest($2::text[], $3::bigint[], $4::bigint[])
+             AS line (product_id, quantity, unit_price)",
         [
             order.order_id.as_uuid().into(),
             products.into(),
             quantities.into(),
+            prices.into(),
         ],
     ))
     .await?;
-    Ok(ReserveOutcome::Reserved)
+    Ok(ReserveOutcome::Reserved(reserved))
 }
 
-/// Locks the products, in id order, and returns the available units of those that exist.
-async fn lock_products<'a, C: ConnectionTrait>(
+/// Locks the products, in id order, and returns the stock and price of those that exist.
+async fn lock_products<C: ConnectionTrait>(
     db: &C,
-    product_ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<String, i64>, DbErr> {
-    let product_ids: Vec<String> = product_ids.map(str::to_owned).collect();
+    product_ids: &[&str],
+) -> Result<HashMap<String, CatalogEntry>, DbErr> {
+    let product_ids: Vec<String> = product_ids.iter().map(|id| (*id).to_owned()).collect();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT product_id, available FROM products WHERE product_id = ANY($1)
+            "SELECT product_id, available, price FROM products WHERE product_id = ANY($1)
              ORDER BY product_id FOR UPDATE",
             [product_ids.into()],
         ))
         .await?;
     rows.iter()
-        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .map(|row| {
+            let price: i64 = row.try_get_by_index(2)?;
+            // The column's CHECK keeps prices at 0 or more; a negative one is a corrupt row.
+            let price = Money::new(price).map_err(|error| DbErr::Type(error.to_string()))?;
+            let entry = CatalogEntry {
+                available: row.try_get_by_index(1)?,
+                price,
+            };
+            Ok((row.try_get_by_index(0)?, entry))
+        })
         .collect()
 }
 
@@ -295,11 +320,13 @@ pub async fn products<C: ConnectionTrait>(
     query.all(db).await
 }
 
-/// Sets a product's available units, creating the product if needed; `true` if created.
-pub async fn set_available<C: ConnectionTrait>(
+/// Sets a product's available units and price, creating the product if needed; `true` if
+/// created. Reservations already held keep the price they were held at.
+pub async fn set_product<C: ConnectionTrait>(
     db: &C,
     product_id: &str,
     available: i64,
+    price: Money,
 ) -> Result<(product::Model, bool), DbErr> {
     let existed = product(db, product_id).await?.is_some();
     product::Entity::insert(product::ActiveModel {
@@ -307,11 +334,16 @@ pub async fn set_available<C: ConnectionTrait>(
         available: ActiveValue::Set(available),
         reserved: ActiveValue::NotSet,
         committed: ActiveValue::NotSet,
+        price: ActiveValue::Set(price.minor_units()),
         updated_at: ActiveValue::Set(contracts::envelope::now()),
     })
     .on_conflict(
         OnConflict::column(product::Column::ProductId)
-            .update_columns([product::Column::Available, product::Column::UpdatedAt])
+            .update_columns([
+                product::Column::Available,
+                product::Column::Price,
+                product::Column::UpdatedAt,
+            ])
             .to_owned(),
     )
     .exec_without_returning(db)

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::ledger::{Attempt, Ledger, PostError};
-use crate::setup::Fixtures;
+use crate::setup::{Fixtures, Tokens};
 
 /// How orders are sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +52,8 @@ pub(crate) struct Driver {
     /// `<order-svc>/orders`.
     pub(crate) orders_url: String,
     pub(crate) fixtures: Fixtures,
+    /// Each customer places its own orders with its own token.
+    pub(crate) tokens: Tokens,
     pub(crate) ledger: Arc<Ledger>,
     /// The run's time origin.
     pub(crate) start: Instant,
@@ -155,12 +157,13 @@ impl Driver {
         self.ledger.sending();
         let sent_at = self.start.elapsed();
         let sent = Instant::now();
-        let result = self.post(&planned.request).await;
+        let result = self.post(&planned).await;
         let post_latency = sent.elapsed();
         let created = result.as_ref().ok().copied();
         self.ledger.sent(Attempt {
             index,
             intent: planned.intent,
+            catalog_total: planned.catalog_total,
             sent_at,
             post_latency: Some(post_latency),
             result: result.map_err(PostError::Failed),
@@ -170,12 +173,17 @@ impl Driver {
         created
     }
 
-    /// `POST /orders`; the created order's id or why there is none.
-    async fn post(&self, request: &crate::setup::OrderRequest) -> Result<Uuid, String> {
+    /// `POST /orders` as the order's customer; the created order's id or why there is none.
+    async fn post(&self, planned: &crate::setup::PlannedOrder) -> Result<Uuid, String> {
+        let token = self
+            .tokens
+            .customer(planned.customer_id)
+            .ok_or_else(|| format!("no token for customer {}", planned.customer_id))?;
         let response = self
             .http
             .post(&self.orders_url)
-            .json(request)
+            .bearer_auth(token)
+            .json(&planned.request)
             .send()
             .await
             .map_err(|error| format!("POST /orders failed: {}", crate::error_chain(&error)))?;

@@ -33,6 +33,8 @@ pub(crate) struct Terminal {
     pub(crate) at: Duration,
     pub(crate) via: Via,
     pub(crate) reason: Option<String>,
+    /// What a completed order was charged (its `OrderCompleted` total, or the order's total).
+    pub(crate) total: Option<i64>,
 }
 
 /// One order the run tried to place.
@@ -40,6 +42,8 @@ pub(crate) struct Terminal {
 pub(crate) struct Attempt {
     pub(crate) index: u64,
     pub(crate) intent: Intent,
+    /// What the order's lines cost at the run's catalog prices.
+    pub(crate) catalog_total: i64,
     /// When the POST was sent (or dropped), since the run's start.
     pub(crate) sent_at: Duration,
     /// Send → response; `None` when it was dropped before sending.
@@ -145,6 +149,7 @@ impl Ledger {
         let mut attempt = Attempt {
             index,
             intent,
+            catalog_total: 0,
             sent_at,
             post_latency: None,
             result: Err(PostError::Dropped),
@@ -311,6 +316,7 @@ mod tests {
         Attempt {
             index,
             intent: Intent::Complete,
+            catalog_total: 1_000,
             sent_at: Duration::from_millis(index),
             post_latency: Some(Duration::from_millis(3)),
             result: Ok(order_id),
@@ -325,6 +331,7 @@ mod tests {
             at: Duration::from_millis(at_ms),
             via: Via::Event,
             reason: None,
+            total: None,
         }
     }
 
@@ -403,6 +410,7 @@ mod tests {
                 at: Duration::from_secs(1),
                 via: Via::Lookup,
                 reason: Some("payment failed".into()),
+                total: None,
             })),
         );
         ledger.looked_up(lost, Err("connection refused".into()));

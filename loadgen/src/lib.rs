@@ -3,15 +3,22 @@
 //!
 //! A run:
 //! 1. connects to RabbitMQ and starts listening, on a private queue, to the terminal events
-//!    `OrderCompleted` and `OrderCancelled` ([`observe`]);
-//! 2. creates its own products and customer accounts through the services' APIs ([`setup`]);
-//! 3. places orders open-loop (a fixed rate) or closed-loop (a fixed number of clients) until
-//!    a duration or an order count is reached ([`drive`]), each meant to complete, to fail on
-//!    stock or to fail on payment;
-//! 4. waits up to the settle timeout for every created order to become terminal, then looks
-//!    up the remaining ones once with `GET /orders/{id}`;
-//! 5. reports throughput, latency (POST, and POST to terminal event), outcomes and the end
-//!    check: every created order terminal, with the status its intent calls for ([`report`]).
+//!    `OrderCompleted` and `OrderCancelled` ([`observe`]) — as a broker user that may declare
+//!    and bind a queue of its own (an administrator or an observer: the services' own
+//!    least-privilege users may not);
+//! 2. mints bearer tokens with the services' HS256 secret (`--jwt-secret` or `AUTH_JWT_SECRET`):
+//!    an operator's and one per customer ([`setup::Tokens`]);
+//! 3. as the operator, creates its own products (stock and catalog price) and funds its
+//!    customers' accounts through the services' APIs ([`setup`]);
+//! 4. places orders open-loop (a fixed rate) or closed-loop (a fixed number of clients) until
+//!    a duration or an order count is reached ([`drive`]), each by its customer with the
+//!    customer's own token, naming products and quantities only, each meant to complete, to
+//!    fail on stock or to fail on payment;
+//! 5. waits up to the settle timeout for every created order to become terminal, then looks
+//!    up the remaining ones once with `GET /orders/{id}` (as the operator);
+//! 6. reports throughput, latency (POST, and POST to terminal event), outcomes and the end
+//!    check: every created order terminal, with the status its intent calls for, and every
+//!    completed one charged its lines at the catalog's prices ([`report`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -64,13 +71,25 @@ pub struct Config {
     /// Base URL of payment-svc.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8082")]
     pub payment_url: String,
-    /// RabbitMQ URL, with the vhost the services use.
+    /// RabbitMQ URL of the observer of terminal events, with the vhost the services use. Its
+    /// user must be allowed to declare a private queue and bind it to `saga.events` (read on
+    /// the exchange, configure and write on its own `amq.gen-*` queue): an administrator's or
+    /// an observer's URL, not a service's (their least-privilege users may not).
     #[arg(
         long,
         value_name = "URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// The HS256 secret the services verify bearer tokens with (their AUTH_JWT_SECRET):
+    /// loadgen mints an operator's token for its setup and one token per customer with it.
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<Secret>,
     /// Open loop: orders per second, sent on schedule whatever the responses.
     #[arg(long, value_name = "ORDERS_PER_SEC")]
     pub rate: Option<f64>,
@@ -120,6 +139,31 @@ pub struct Config {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A credential from the command line or the environment: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
 }
 
 /// What an order is meant to do.
@@ -281,14 +325,33 @@ pub enum Error {
 }
 
 /// A validated [`Config`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Plan {
     shape: Shape,
     stop: Stop,
     mix: Mix,
     settle: Duration,
     request_timeout: Duration,
+    secret: Vec<u8>,
 }
+
+/// The secret is a credential: never shown.
+impl fmt::Debug for Plan {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Plan")
+            .field("shape", &self.shape)
+            .field("stop", &self.stop)
+            .field("mix", &self.mix)
+            .field("settle", &self.settle)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long the run's tokens are valid beyond its own length: a day, so that no run's token
+/// expires while a customer still has an order to place.
+const TOKEN_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// Longest duration accepted for any setting (about 31 years).
 const MAX_SECONDS: f64 = 1e9;
@@ -375,6 +438,23 @@ impl Config {
                 )));
             }
         }
+        let secret = match self.jwt_secret.as_ref().map(Secret::expose) {
+            None | Some("") => {
+                return Err(Error::Config(
+                    "give --jwt-secret or set AUTH_JWT_SECRET: the services' HS256 secret, \
+                     with which loadgen mints its callers' tokens"
+                        .into(),
+                ));
+            }
+            // The services refuse to start with a shorter one, so a shorter one is a typo.
+            Some(secret) if secret.len() < service_kit::auth::MIN_SECRET_BYTES => {
+                return Err(Error::Config(format!(
+                    "--jwt-secret must be at least {} bytes, as the services require",
+                    service_kit::auth::MIN_SECRET_BYTES
+                )));
+            }
+            Some(secret) => secret.as_bytes().to_vec(),
+        };
         if self.fail_stock + self.fail_payment > 1.0 + 1e-9 {
             return Err(Error::Config(format!(
                 "--fail-stock and --fail-payment add up to more than 1 ({} + {})",
@@ -390,6 +470,7 @@ impl Config {
             },
             settle: seconds("settle-timeout", self.settle_timeout, true)?,
             request_timeout: seconds("request-timeout", self.request_timeout, false)?,
+            secret,
         })
     }
 
@@ -437,11 +518,13 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         payment: config.payment_url.trim_end_matches('/').to_owned(),
     };
 
-    // Listen before anything is sent, so that no terminal event can be missed.
-    let observer = observe::Observer::connect(&config.amqp_url).await?;
     let run_id = setup::new_run_id();
     let fixtures = setup::Fixtures::new(&run_id, plan.mix, config.products, config.customers);
-    if let Err(error) = setup::prepare(&http, &endpoints, &fixtures).await {
+    let lifetime = plan.stop.duration.unwrap_or_default() + plan.settle + TOKEN_MARGIN;
+    let tokens = setup::Tokens::mint(&plan.secret, fixtures.customers(), lifetime)?;
+    // Listen before anything is sent, so that no terminal event can be missed.
+    let observer = observe::Observer::connect(&config.amqp_url).await?;
+    if let Err(error) = setup::prepare(&http, &endpoints, &fixtures, &tokens).await {
         observer.close().await;
         return Err(error);
     }
@@ -456,6 +539,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         http: http.clone(),
         orders_url: format!("{}/orders", endpoints.order),
         fixtures,
+        tokens: tokens.clone(),
         ledger: Arc::clone(&ledger),
         start,
         settle: plan.settle,
@@ -475,7 +559,15 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     let pending = ledger.pending();
     if !pending.is_empty() {
         progress.looking_up(pending.len());
-        look_up(&http, &endpoints.order, &ledger, start, pending).await;
+        look_up(
+            &http,
+            &endpoints.order,
+            tokens.operator(),
+            &ledger,
+            start,
+            pending,
+        )
+        .await;
     }
     watching.stop().await;
     let end = start.elapsed();
@@ -508,10 +600,11 @@ fn write(path: &PathBuf, contents: String) -> Result<(), Error> {
     })
 }
 
-/// Asks order-svc once for each order still not known to be terminal.
+/// Asks order-svc once, as the operator, for each order still not known to be terminal.
 async fn look_up(
     http: &reqwest::Client,
     order_url: &str,
+    token: &str,
     ledger: &Ledger,
     start: Instant,
     pending: Vec<Uuid>,
@@ -519,9 +612,14 @@ async fn look_up(
     let lookups = futures::stream::iter(pending).map(|order_id| async move {
         let url = format!("{order_url}/orders/{order_id}");
         let outcome = async {
-            let response = http.get(&url).send().await.map_err(|error| {
-                format!("GET /orders/{order_id} failed: {}", error_chain(&error))
-            })?;
+            let response = http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|error| {
+                    format!("GET /orders/{order_id} failed: {}", error_chain(&error))
+                })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("GET /orders/{order_id} answered {status}"));
@@ -543,6 +641,7 @@ async fn look_up(
                         .get("cancellation_reason")
                         .and_then(serde_json::Value::as_str)
                         .map(str::to_owned),
+                    total: order.get("total").and_then(serde_json::Value::as_i64),
                 })),
                 None => Err(format!("GET /orders/{order_id} says it is {name}")),
             }
@@ -602,8 +701,20 @@ mod tests {
 
     use super::*;
 
+    /// A secret as long as the services require.
+    const SECRET: &str = "loadgen unit tests: a secret of 32+ bytes";
+
+    /// The command line `args`, with a JWT secret unless they give one.
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+        let secret: &[&str] = match args.iter().any(|arg| arg.starts_with("--jwt-secret")) {
+            true => &[],
+            false => &["--jwt-secret", SECRET],
+        };
+        Config::try_parse_from(
+            std::iter::once("loadgen")
+                .chain(secret.iter().copied())
+                .chain(args.iter().copied()),
+        )
     }
 
     #[test]
@@ -678,12 +789,37 @@ mod tests {
             &["--rate", "1", "--duration", "3", "--wait-terminal"],
             &["--rate", "1", "--duration", "3", "--products", "0"],
             &["--rate", "1", "--duration", "3", "--customers", "100000"],
+            &[
+                "--rate",
+                "1",
+                "--duration",
+                "3",
+                "--jwt-secret",
+                "too short",
+            ],
+            &["--rate", "1", "--duration", "3", "--jwt-secret", ""],
         ] {
             let config = parse(bad).unwrap();
             assert!(
                 matches!(config.plan(), Err(Error::Config(_))),
                 "{bad:?} was accepted"
             );
+        }
+    }
+
+    #[test]
+    fn a_run_without_a_secret_is_refused_and_the_secret_is_never_shown() {
+        let mut config = parse(&["--rate", "1", "--duration", "3"]).unwrap();
+        let plan = config.plan().unwrap();
+        assert_eq!(plan.secret, SECRET.as_bytes());
+        assert!(!format!("{plan:?}").contains(SECRET));
+        assert!(!format!("{config:?}").contains(SECRET));
+        config.jwt_secret = None;
+        match config.plan() {
+            Err(Error::Config(message)) => {
+                assert!(message.contains("AUTH_JWT_SECRET"), "{message}")
+            }
+            other => panic!("a run without a secret was planned: {other:?}"),
         }
     }
 

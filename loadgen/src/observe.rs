@@ -157,10 +157,12 @@ impl Observer {
                 let at = start.elapsed();
                 match outbox::wire::decode(&delivery.properties, &delivery.data) {
                     Ok(envelope) => {
-                        let (status, reason) = match envelope.payload {
-                            AnyMessage::OrderCompleted(_) => (Status::Completed, None),
+                        let (status, reason, total) = match envelope.payload {
+                            AnyMessage::OrderCompleted(completed) => {
+                                (Status::Completed, None, Some(completed.total.minor_units()))
+                            }
                             AnyMessage::OrderCancelled(cancelled) => {
-                                (Status::Cancelled, Some(cancelled.reason))
+                                (Status::Cancelled, Some(cancelled.reason), None)
                             }
                             _ => {
                                 ledger.undecodable();
@@ -172,6 +174,7 @@ impl Observer {
                             at,
                             via: Via::Event,
                             reason,
+                            total,
                         };
                         ledger.terminal_event(envelope.correlation_id.as_uuid(), terminal);
                     }

@@ -128,6 +128,8 @@ pub struct Counts {
     pub unobserved: u64,
     /// Terminal orders whose status differs from their intent.
     pub wrong_outcome: u64,
+    /// Completed orders charged another total than their lines at the run's catalog prices.
+    pub wrong_total: u64,
     /// Terminal events received more than once for one order.
     pub duplicate_events: u64,
     /// Deliveries that were not readable terminal events.
@@ -338,6 +340,16 @@ pub(crate) fn build(info: RunInfo, snapshot: Snapshot) -> Report {
             if terminal.status == expected {
                 row.as_expected += 1;
             }
+        }
+        if terminal.status == Status::Completed
+            && let Some(total) = terminal.total
+            && total != attempt.catalog_total
+        {
+            counts.wrong_total += 1;
+            failures.push(failure(format!(
+                "completed for a total of {total}, but its lines cost {} at the catalog's prices",
+                attempt.catalog_total
+            )));
         }
         if terminal.status != expected {
             counts.wrong_outcome += 1;
@@ -577,13 +589,14 @@ pub fn table(report: &Report) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "Orders: {} attempted, {} created, {} HTTP errors ({} dropped), {} unobserved; \
-         terminal by event {}, by lookup {}",
+        "Orders: {} attempted, {} created, {} HTTP errors ({} dropped), {} unobserved, \
+         {} charged a total other than the catalog's; terminal by event {}, by lookup {}",
         c.attempted,
         c.created,
         c.http_errors,
         c.dropped,
         c.unobserved,
+        c.wrong_total,
         c.terminal_by_event,
         c.terminal_by_lookup
     );
@@ -602,7 +615,7 @@ pub fn table(report: &Report) -> String {
     if report.passed {
         let _ = writeln!(
             out,
-            "PASS: all {} created orders are terminal with the intended outcome",
+            "PASS: all {} created orders are terminal with the intended outcome, the completed ones at catalog prices",
             c.created
         );
     } else {
@@ -1095,11 +1108,15 @@ mod tests {
         }
     }
 
+    /// What every test order costs at catalog prices (and is charged, when completed).
+    const CATALOG_TOTAL: i64 = 2_500;
+
     fn attempt(index: u64, intent: Intent, terminal: Option<(Status, u64, Via)>) -> Attempt {
         let sent_at = Duration::from_millis(index * 100);
         Attempt {
             index,
             intent,
+            catalog_total: CATALOG_TOTAL,
             sent_at,
             post_latency: Some(Duration::from_millis(5 + index)),
             result: Ok(Uuid::now_v7()),
@@ -1108,6 +1125,7 @@ mod tests {
                 at: sent_at + Duration::from_millis(latency_ms),
                 via,
                 reason: Some("why".to_owned()),
+                total: (status == Status::Completed).then_some(CATALOG_TOTAL),
             }),
             lookup_error: None,
         }
@@ -1128,6 +1146,7 @@ mod tests {
         attempts.push(Attempt {
             index: 20,
             intent: Intent::Complete,
+            catalog_total: CATALOG_TOTAL,
             sent_at: Duration::from_millis(2_000),
             post_latency: None,
             result: Err(PostError::Dropped),
@@ -1213,6 +1232,30 @@ mod tests {
         assert!(text.contains("FAIL: 2 order(s)"), "{text}");
         assert!(text.contains("expected Cancelled, got Completed"), "{text}");
         assert!(text.contains("GET /orders says Pending"), "{text}");
+    }
+
+    #[test]
+    fn a_completed_order_charged_off_the_catalog_fails_the_run() {
+        let mut snapshot = good_snapshot();
+        // Order 2 charged one less than its lines cost; order 3's total unknown (a lookup of an
+        // order service that showed none).
+        for (index, total) in [(2, Some(CATALOG_TOTAL - 1)), (3, None)] {
+            if let Some(terminal) = snapshot.attempts[index].terminal.as_mut() {
+                terminal.total = total;
+            }
+        }
+        let report = build(info(2_050), snapshot);
+        assert!(!report.passed);
+        assert_eq!(
+            report.counts.wrong_total, 1,
+            "no total known is no evidence"
+        );
+        assert_eq!(report.counts.wrong_outcome, 0);
+        let text = table(&report);
+        assert!(
+            text.contains("completed for a total of 2499, but its lines cost 2500"),
+            "{text}"
+        );
     }
 
     #[test]

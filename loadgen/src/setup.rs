@@ -1,14 +1,25 @@
-//! The run's own data, created through the services' APIs, and the orders placed against it.
+//! The run's own data, created through the services' APIs by an operator, and the orders placed
+//! against it by the customers themselves.
 //!
-//! Every id is unique to the run: products are `<run id>-p<k>` with ample stock, customers are
-//! fresh UUIDs — rich ones with an ample balance, broke ones with a balance of 0. An order
-//! meant to complete uses ample products and a rich customer; one meant to fail on stock adds a
-//! line for `<run id>-missing`, a product that does not exist; one meant to fail on payment
-//! uses ample products and a broke customer. Money is always an integer in minor units.
+//! Every id is unique to the run: products are `<run id>-p<k>` with ample stock and a catalog
+//! price of their own, customers are fresh UUIDs — rich ones with an ample balance, broke ones
+//! with a balance of 0. An order meant to complete uses ample products and a rich customer; one
+//! meant to fail on stock adds a line for `<run id>-missing`, a product that does not exist; one
+//! meant to fail on payment uses ample products and a broke customer. Orders name products and
+//! quantities only: inventory prices them from its catalog, and what a completed order is
+//! charged must be its lines at those prices. Money is always an integer in minor units.
+//!
+//! Every call carries a bearer token minted once per caller with the services' HS256 secret
+//! ([`Tokens`]): the operator's for the setup and the final lookups, each customer's own for
+//! that customer's orders.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
+use service_kit::auth::DevelopmentToken;
 use uuid::Uuid;
 
 use crate::{Error, Intent, Mix};
@@ -27,14 +38,23 @@ const SETUP_CONCURRENCY: usize = 16;
 pub const STOCK: i64 = 1_000_000_000;
 /// A rich customer's balance in minor units (10¹²): an order costs at most 45,000.
 pub const RICH_BALANCE: i64 = 1_000_000_000_000;
-/// Lowest unit price, in minor units.
+/// Lowest catalog price of a product, in minor units.
 pub const MIN_PRICE: i64 = 100;
-/// Highest unit price, in minor units.
+/// Highest catalog price of a product, in minor units.
 pub const MAX_PRICE: i64 = 5_000;
 /// Most lines on one order.
 pub const MAX_LINES: u64 = 3;
 /// Largest quantity on one line.
 pub const MAX_QUANTITY: u64 = 3;
+
+/// A product of the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    /// Its id.
+    pub id: String,
+    /// Its catalog price of one unit, in minor units, [`MIN_PRICE`] to [`MAX_PRICE`].
+    pub price: i64,
+}
 
 /// The ids created for one run.
 #[derive(Clone, Debug)]
@@ -42,7 +62,7 @@ pub struct Fixtures {
     /// The run id, the prefix of every product id.
     pub run_id: String,
     /// Products with ample stock.
-    pub products: Vec<String>,
+    pub products: Vec<Product>,
     /// A product id that does not exist.
     pub missing_product: String,
     /// Customers with an ample balance.
@@ -53,22 +73,18 @@ pub struct Fixtures {
     pub mix: Mix,
 }
 
-/// One line of `POST /orders`.
+/// One line of `POST /orders`: a product and how many, never a price (order-svc refuses one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Line {
     /// The product.
     pub product_id: String,
     /// How many, 1 to [`MAX_QUANTITY`].
     pub quantity: i64,
-    /// Price of one unit in minor units.
-    pub unit_price: i64,
 }
 
-/// The body of `POST /orders`.
+/// The body of `POST /orders`. It names no customer: the customer's own token does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrderRequest {
-    /// Who orders.
-    pub customer_id: Uuid,
     /// What, 1 to [`MAX_LINES`] lines, each product at most once.
     pub items: Vec<Line>,
 }
@@ -78,8 +94,13 @@ pub struct OrderRequest {
 pub struct PlannedOrder {
     /// The intended outcome.
     pub intent: Intent,
+    /// Who orders (and whose token is sent).
+    pub customer_id: Uuid,
     /// What to send.
     pub request: OrderRequest,
+    /// What the lines cost at the run's catalog prices, in minor units: what a completed order
+    /// must be charged. For an order meant to fail on stock, the lines that exist.
+    pub catalog_total: i64,
 }
 
 /// A new run id: `lg-` and 10 hex digits of a fresh UUID v7's random part (a valid product id
@@ -97,7 +118,12 @@ impl Fixtures {
         let (products, customers) = (products.max(1), customers.max(1));
         Fixtures {
             run_id: run_id.to_owned(),
-            products: (0..products).map(|k| format!("{run_id}-p{k}")).collect(),
+            products: (0..products)
+                .map(|k| Product {
+                    id: format!("{run_id}-p{k}"),
+                    price: catalog_price(k),
+                })
+                .collect(),
             missing_product: format!("{run_id}-missing"),
             rich_customers: (0..customers).map(|_| Uuid::now_v7()).collect(),
             broke_customers: (0..customers.div_ceil(4)).map(|_| Uuid::now_v7()).collect(),
@@ -105,35 +131,46 @@ impl Fixtures {
         }
     }
 
+    /// Every customer of the run, rich and broke.
+    pub fn customers(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.rich_customers
+            .iter()
+            .chain(&self.broke_customers)
+            .copied()
+    }
+
     /// The `index`-th order of the run. Deterministic: the intent comes from the mix (see
-    /// [`Mix::intent`]), lines, quantities, prices and customer from a hash of the index.
+    /// [`Mix::intent`]), lines, quantities and customer from a hash of the index.
     pub fn order(&self, index: u64) -> PlannedOrder {
         let intent = self.mix.intent(index);
         let mut random = SplitMix64(index ^ 0x5eed_1eaf_0000_0000);
         // Each product at most once per order, so never more lines than products.
         let lines = 1 + random.below(MAX_LINES.min(self.products.len() as u64));
         let first = random.below(self.products.len() as u64);
-        let mut items: Vec<Line> = (0..lines)
+        let mut priced: Vec<(Line, i64)> = (0..lines)
             .map(|line| {
-                let product = (first + line) % self.products.len() as u64;
-                Line {
-                    product_id: self
-                        .products
-                        .get(usize::try_from(product).unwrap_or(0))
-                        .cloned()
+                let position = (first + line) % self.products.len() as u64;
+                let product = self.products.get(usize::try_from(position).unwrap_or(0));
+                let line = Line {
+                    product_id: product
+                        .map(|product| product.id.clone())
                         .unwrap_or_default(),
                     quantity: i64::try_from(1 + random.below(MAX_QUANTITY)).unwrap_or(1),
-                    unit_price: MIN_PRICE
-                        + i64::try_from(random.below((MAX_PRICE - MIN_PRICE + 1) as u64))
-                            .unwrap_or(0),
-                }
+                };
+                (line, product.map_or(0, |product| product.price))
             })
             .collect();
         if intent == Intent::FailStock
-            && let Some(last) = items.last_mut()
+            && let Some((last, price)) = priced.last_mut()
         {
             last.product_id = self.missing_product.clone();
+            *price = 0;
         }
+        let catalog_total = priced
+            .iter()
+            .map(|(line, price)| line.quantity.saturating_mul(*price))
+            .fold(0_i64, i64::saturating_add);
+        let items = priced.into_iter().map(|(line, _)| line).collect();
         let customers = match intent {
             Intent::Complete | Intent::FailStock => &self.rich_customers,
             Intent::FailPayment => &self.broke_customers,
@@ -141,14 +178,78 @@ impl Fixtures {
         let customer = random.below(customers.len() as u64);
         PlannedOrder {
             intent,
-            request: OrderRequest {
-                customer_id: customers
-                    .get(usize::try_from(customer).unwrap_or(0))
-                    .copied()
-                    .unwrap_or_default(),
-                items,
-            },
+            customer_id: customers
+                .get(usize::try_from(customer).unwrap_or(0))
+                .copied()
+                .unwrap_or_default(),
+            request: OrderRequest { items },
+            catalog_total,
         }
+    }
+}
+
+/// The catalog price of the `k`-th product: spread over [`MIN_PRICE`]..=[`MAX_PRICE`] by a hash of
+/// `k`, so that totals differ from order to order.
+fn catalog_price(k: usize) -> i64 {
+    let span = u64::try_from(MAX_PRICE - MIN_PRICE + 1).unwrap_or(1);
+    let offset = SplitMix64(k as u64 ^ 0x0ca7_a109_0000_0000).below(span);
+    MIN_PRICE + i64::try_from(offset).unwrap_or(0)
+}
+
+/// The bearer tokens of a run: an operator's and one per customer, minted once.
+#[derive(Clone)]
+pub struct Tokens {
+    operator: String,
+    customers: HashMap<Uuid, String>,
+}
+
+/// Tokens are credentials: only how many there are is shown.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Tokens")
+            .field("customers", &self.customers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    /// Mints, with the HS256 `secret`, an operator's token and one for each of `customers`,
+    /// every one valid for `lifetime`.
+    pub fn mint(
+        secret: &[u8],
+        customers: impl IntoIterator<Item = Uuid>,
+        lifetime: Duration,
+    ) -> Result<Tokens, Error> {
+        let minting = |error: service_kit::auth::KeyError| {
+            Error::Config(format!("cannot mint tokens with the JWT secret: {error}"))
+        };
+        let operator = DevelopmentToken::operator("loadgen")
+            .valid_for(lifetime)
+            .mint(secret)
+            .map_err(minting)?;
+        let mut minted = HashMap::new();
+        for customer in customers {
+            let token = DevelopmentToken::customer(customer)
+                .valid_for(lifetime)
+                .mint(secret)
+                .map_err(minting)?;
+            minted.insert(customer, token);
+        }
+        Ok(Tokens {
+            operator,
+            customers: minted,
+        })
+    }
+
+    /// The operator's token.
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// `customer`'s own token, if the run has that customer.
+    pub fn customer(&self, customer: Uuid) -> Option<&str> {
+        self.customers.get(&customer).map(String::as_str)
     }
 }
 
@@ -181,11 +282,13 @@ pub struct Endpoints {
     pub payment: String,
 }
 
-/// Checks that the services are ready and creates the run's products and accounts.
+/// Checks that the services are ready and, as an operator, creates the run's products (stock
+/// and catalog price) and funds its customers' accounts.
 pub async fn prepare(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     fixtures: &Fixtures,
+    tokens: &Tokens,
 ) -> Result<(), Error> {
     for base in [&endpoints.order, &endpoints.inventory, &endpoints.payment] {
         let url = format!("{}/health/ready", base.trim_end_matches('/'));
@@ -195,8 +298,8 @@ pub async fn prepare(
     let payment = endpoints.payment.trim_end_matches('/');
     let stock = fixtures.products.iter().map(|product| {
         (
-            format!("{inventory}/products/{product}"),
-            json!({ "available": STOCK }),
+            format!("{inventory}/products/{}", product.id),
+            json!({ "available": STOCK, "price": product.price }),
         )
     });
     let accounts = fixtures
@@ -217,7 +320,8 @@ pub async fn prepare(
         });
     futures::stream::iter(stock.chain(accounts))
         .map(|(url, body)| async move {
-            expect_success(http.put(&url).json(&body), &format!("PUT {url}")).await
+            let request = http.put(&url).bearer_auth(tokens.operator()).json(&body);
+            expect_success(request, &format!("PUT {url}")).await
         })
         .buffer_unordered(SETUP_CONCURRENCY)
         .try_collect::<Vec<()>>()
@@ -234,11 +338,15 @@ async fn expect_success(request: reqwest::RequestBuilder, context: &str) -> Resu
     if status.is_success() {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
+    let mut body = crate::truncate(&response.text().await.unwrap_or_default(), 300);
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        // The one likely cause, said plainly: the token itself is well-formed.
+        body.push_str(" (is --jwt-secret the services' AUTH_JWT_SECRET?)");
+    }
     Err(Error::Status {
         context: context.to_owned(),
         status: status.as_u16(),
-        body: crate::truncate(&body, 300),
+        body,
     })
 }
 
@@ -281,6 +389,11 @@ mod tests {
         let fixtures = fixtures(0.1, 0.1);
         let rich: BTreeSet<_> = fixtures.rich_customers.iter().collect();
         let broke: BTreeSet<_> = fixtures.broke_customers.iter().collect();
+        let prices: HashMap<_, _> = fixtures
+            .products
+            .iter()
+            .map(|product| (product.id.clone(), product.price))
+            .collect();
         for index in 0..2_000 {
             let order = fixtures.order(index);
             assert_eq!(order, fixtures.order(index), "deterministic");
@@ -289,22 +402,57 @@ mod tests {
             let products: BTreeSet<_> = items.iter().map(|line| &line.product_id).collect();
             assert_eq!(products.len(), items.len(), "no product twice");
             assert!(items.iter().all(|line| (1..=3).contains(&line.quantity)));
-            assert!(
-                items
-                    .iter()
-                    .all(|line| (MIN_PRICE..=MAX_PRICE).contains(&line.unit_price))
-            );
+            let at_catalog_prices: i64 = items
+                .iter()
+                .map(|line| line.quantity * prices.get(&line.product_id).copied().unwrap_or(0))
+                .sum();
+            assert_eq!(order.catalog_total, at_catalog_prices, "order {index}");
             let missing = items
                 .iter()
                 .filter(|line| line.product_id == fixtures.missing_product)
                 .count();
-            let customer = &order.request.customer_id;
+            let customer = &order.customer_id;
             match order.intent {
                 Intent::Complete => assert!(missing == 0 && rich.contains(customer)),
                 Intent::FailStock => assert!(missing == 1 && rich.contains(customer)),
                 Intent::FailPayment => assert!(missing == 0 && broke.contains(customer)),
             }
         }
+    }
+
+    #[test]
+    fn products_have_catalog_prices_in_range_and_not_all_alike() {
+        let fixtures = Fixtures::new(
+            "lg-0123456789",
+            Mix {
+                fail_stock: 0.0,
+                fail_payment: 0.0,
+            },
+            100,
+            1,
+        );
+        let prices: BTreeSet<i64> = fixtures
+            .products
+            .iter()
+            .map(|product| product.price)
+            .collect();
+        assert!(
+            prices
+                .iter()
+                .all(|price| (MIN_PRICE..=MAX_PRICE).contains(price))
+        );
+        assert!(prices.len() > 50, "prices are spread: {prices:?}");
+        let again = Fixtures::new("lg-9876543210", fixtures.mix, 100, 1);
+        let same: Vec<i64> = again.products.iter().map(|product| product.price).collect();
+        let first: Vec<i64> = fixtures
+            .products
+            .iter()
+            .map(|product| product.price)
+            .collect();
+        assert_eq!(
+            same, first,
+            "a product's price depends on its position only"
+        );
     }
 
     #[test]
@@ -356,6 +504,7 @@ mod tests {
             ),
             (100, 40, 10)
         );
+        assert_eq!(many.customers().count(), 50);
         let used: BTreeSet<_> = (0..2_000)
             .flat_map(|index| many.order(index).request.items)
             .map(|line| line.product_id)
@@ -364,23 +513,49 @@ mod tests {
     }
 
     #[test]
-    fn the_request_body_is_what_order_svc_reads() {
+    fn the_request_body_names_products_and_quantities_only() {
         let fixtures = fixtures(0.0, 0.0);
         let body = serde_json::to_value(&fixtures.order(7).request).unwrap();
-        assert!(
-            body["customer_id"]
-                .as_str()
-                .unwrap()
-                .parse::<Uuid>()
-                .is_ok()
+        assert_eq!(
+            body.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["items"],
+            "the customer's token names the customer: {body}"
         );
-        let line = &body["items"][0];
+        let line = body["items"][0].as_object().unwrap();
+        assert_eq!(
+            line.keys().collect::<BTreeSet<_>>(),
+            BTreeSet::from([&"product_id".to_owned(), &"quantity".to_owned()]),
+            "no price: {body}"
+        );
         assert!(
             line["product_id"]
                 .as_str()
                 .unwrap()
                 .starts_with("lg-0123456789-p")
         );
-        assert!(line["quantity"].is_i64() && line["unit_price"].is_i64());
+        assert!(line["quantity"].is_i64());
+    }
+
+    #[test]
+    fn tokens_name_their_callers() {
+        let secret = b"loadgen test secret of at least 32 bytes";
+        let fixtures = fixtures(0.1, 0.1);
+        let tokens = Tokens::mint(secret, fixtures.customers(), Duration::from_secs(60)).unwrap();
+        let authenticator = service_kit::auth::Authenticator::hs256(secret).unwrap();
+        assert!(
+            authenticator
+                .verify(tokens.operator())
+                .unwrap()
+                .is_operator()
+        );
+        for customer in fixtures.customers() {
+            let token = tokens.customer(customer).unwrap();
+            assert_eq!(
+                authenticator.verify(token).unwrap(),
+                service_kit::auth::Caller::Customer(customer)
+            );
+        }
+        assert!(tokens.customer(Uuid::now_v7()).is_none());
+        assert!(!format!("{tokens:?}").contains(tokens.operator()));
     }
 }

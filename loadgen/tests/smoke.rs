@@ -1,6 +1,8 @@
 //! loadgen against the real system: the four services as processes with fresh databases and a
-//! fresh vhost. Asserts on behaviour only (never on timings): every order terminal with its
-//! intended outcome, counts that add up, ordered percentiles, the JSON and SVG files.
+//! fresh vhost (one least-privilege broker user per service; every API call authenticated).
+//! Asserts on behaviour only (never on timings): every order terminal with its intended outcome
+//! and the completed ones charged at catalog prices, counts that add up, ordered percentiles, the
+//! JSON and SVG files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -31,8 +33,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs loadgen with `load` (shape and limit) against `system`, writing into `scratch`.
-async fn run(system: &System, scratch: &Scratch, load: &[&str]) -> Report {
+/// loadgen's configuration for `load` (shape and limit) against `system`, writing into
+/// `scratch`, with the system's JWT secret and its vhost's administrator as the observer.
+fn config(system: &System, scratch: &Scratch, load: &[&str]) -> Config {
     let (order, inventory, payment) = (
         system.url(Svc::Order),
         system.url(Svc::Inventory),
@@ -49,6 +52,8 @@ async fn run(system: &System, scratch: &Scratch, load: &[&str]) -> Report {
         payment,
         "--amqp-url".to_owned(),
         system.vhost().url().to_owned(),
+        "--jwt-secret".to_owned(),
+        testkit::auth::SECRET.to_owned(),
         "--json".to_owned(),
         json.display().to_string(),
         "--svg".to_owned(),
@@ -56,8 +61,12 @@ async fn run(system: &System, scratch: &Scratch, load: &[&str]) -> Report {
         "--quiet".to_owned(),
     ];
     args.extend(load.iter().map(|arg| (*arg).to_owned()));
-    let config = Config::try_parse_from(args).unwrap();
-    loadgen::run(config).await.unwrap()
+    Config::try_parse_from(args).unwrap()
+}
+
+/// Runs loadgen with `load` (shape and limit) against `system`, writing into `scratch`.
+async fn run(system: &System, scratch: &Scratch, load: &[&str]) -> Report {
+    loadgen::run(config(system, scratch, load)).await.unwrap()
 }
 
 /// Everything a correct run of `expected_attempts` orders against a healthy system shows.
@@ -74,6 +83,7 @@ fn check(report: &Report, scratch: &Scratch, expected_attempts: u64) {
     assert_eq!(counts.created, counts.attempted - counts.http_errors);
     assert_eq!(counts.unobserved, 0);
     assert_eq!(counts.wrong_outcome, 0);
+    assert_eq!(counts.wrong_total, 0, "{table}");
     assert_eq!(counts.created, counts.completed + counts.cancelled);
     assert_eq!(
         counts.completed + counts.cancelled,
@@ -231,15 +241,72 @@ async fn closed_loop_orders_all_end_as_intended() {
     .await;
     check(&report, &scratch, 30);
     assert_eq!(report.load.shape, "closed");
+
+    // Tokens signed with another secret are refused at the first setup call, with the likely
+    // cause said plainly and the secret not shown.
+    let wrong_secret = "not the secret the services were started with";
+    let mut config = config(&system, &scratch, &["--concurrency", "1", "--orders", "1"]);
+    config.jwt_secret = Some(wrong_secret.parse().unwrap());
+    let error = loadgen::run(config).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, loadgen::Error::Status { status: 401, .. }),
+        "{message}"
+    );
+    assert!(message.contains("--jwt-secret"), "{message}");
+    assert!(!message.contains(wrong_secret), "{message}");
+}
+
+/// A vhost with nothing in it (no topology, no service users), deleted when dropped.
+struct BareVhost(String);
+
+impl BareVhost {
+    fn create() -> BareVhost {
+        let name = testkit::unique_name("loadgen_bare");
+        for args in [
+            vec!["-q", "add_vhost", name.as_str()],
+            vec![
+                "-q",
+                "set_permissions",
+                "-p",
+                name.as_str(),
+                "guest",
+                ".*",
+                ".*",
+                ".*",
+            ],
+        ] {
+            let status = std::process::Command::new("rabbitmqctl")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "rabbitmqctl {args:?}");
+        }
+        BareVhost(name)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for BareVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.0])
+            .status();
+    }
 }
 
 #[tokio::test]
 async fn a_vhost_without_the_services_is_refused_at_once() {
-    let vhost = testkit::TestVhost::create();
+    let vhost = BareVhost::create();
     let config = Config::try_parse_from([
         "loadgen",
         "--amqp-url",
-        vhost.url(),
+        &vhost.url(),
+        "--jwt-secret",
+        testkit::auth::SECRET,
         "--rate",
         "1",
         "--orders",

@@ -1,4 +1,10 @@
 //! The HTTP API: the notifications sent about an order.
+//!
+//! Every notification names the customer it was sent to. An operator reads every order's; a
+//! customer only those sent to them, so another customer's order lists as empty, exactly like an
+//! order nothing was sent about. The order id stays required for everyone: a customer finds
+//! their orders in order-svc (`GET /orders`), and a listing across orders would need a second
+//! index and paging in this bounded in-memory store for no new information.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use contracts::OrderId;
 use serde::{Deserialize, Serialize};
+use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiQuery};
 use service_kit::problem::Problem;
 use utoipa::ToSchema;
@@ -53,6 +60,8 @@ impl IntoResponse for ApiError {
 pub struct Notification {
     /// The order.
     pub order_id: Uuid,
+    /// The customer it was sent to.
+    pub customer_id: Uuid,
     /// What happened: `StockFailed`, `PaymentFailed`, `PaymentSucceeded`, `OrderCompleted` or
     /// `OrderCancelled`.
     pub kind: String,
@@ -68,6 +77,7 @@ impl From<notification::Notification> for Notification {
     fn from(sent: notification::Notification) -> Self {
         Notification {
             order_id: sent.order_id.as_uuid(),
+            customer_id: sent.customer_id.as_uuid(),
             kind: sent.kind.name().to_owned(),
             message: sent.message,
             sent_at: sent.sent_at,
@@ -84,16 +94,20 @@ struct NotificationFilter {
 
 /// The notifications sent about an order, oldest first (an empty list if none were, or they
 /// were dropped from memory).
+///
+/// An operator sees all of them; a customer only those sent to them: another customer's order
+/// lists as empty, never hinting that it exists.
 #[utoipa::path(
     get, path = "/notifications",
     params(("order_id" = Uuid, Query, description = "The order (required)")),
     responses(
-        (status = 200, body = Vec<Notification>),
+        (status = 200, description = "The order's notifications the caller may read", body = Vec<Notification>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_notifications(
     State(store): State<NotificationStore>,
+    caller: Caller,
     ApiQuery(filter): ApiQuery<NotificationFilter>,
 ) -> Result<ApiJson<Vec<Notification>>, ApiError> {
     let Some(raw) = filter.order_id else {
@@ -109,6 +123,7 @@ async fn list_notifications(
         store
             .for_order(order_id)
             .into_iter()
+            .filter(|sent| caller.may_act_for(sent.customer_id.as_uuid()))
             .map(Notification::from)
             .collect(),
     ))

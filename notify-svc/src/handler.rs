@@ -33,6 +33,7 @@ impl StatelessHandler for NotifyHandler {
         info!(
             target: "notification",
             order_id = %notification.order_id,
+            customer_id = %notification.customer_id,
             kind = notification.kind.name(),
             message = %notification.message,
         );

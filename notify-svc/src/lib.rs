@@ -2,8 +2,10 @@
 //!
 //! It consumes `StockFailed`, `PaymentFailed`, `PaymentSucceeded`, `OrderCompleted` and
 //! `OrderCancelled` and, for each, "sends" the customer a notification: one structured log line
-//! (target `notification`, fields `order_id`, `kind`, `message`), also kept in memory and listed
-//! by `GET /notifications?order_id=…`. It has no database and publishes nothing.
+//! (target `notification`, fields `order_id`, `customer_id`, `kind`, `message`), also kept in
+//! memory and listed by `GET /notifications?order_id=…` (operators see all of an order's
+//! notifications, a customer only those sent to them). It has no database and publishes nothing:
+//! its broker user may not write to `saga.events` at all.
 //!
 //! # Delivery guarantee
 //!

@@ -1,7 +1,7 @@
 //! What a customer is told about their order, built from a message: pure, no I/O.
 
 use chrono::{DateTime, Utc};
-use contracts::{AnyMessage, Envelope, MessageId, Money, OrderId};
+use contracts::{AnyMessage, CustomerId, Envelope, MessageId, Money, OrderId};
 
 /// What a notification is about: the name of the message that caused it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +36,9 @@ impl Kind {
 pub struct Notification {
     /// The order it is about.
     pub order_id: OrderId,
+    /// Whom it was sent to: the customer the message names. Only they (and operators) may read
+    /// it.
+    pub customer_id: CustomerId,
     /// What happened.
     pub kind: Kind,
     /// The text the customer reads.
@@ -52,22 +55,37 @@ pub fn notification_for(
     envelope: &Envelope<AnyMessage>,
     sent_at: DateTime<Utc>,
 ) -> Option<Notification> {
-    let (kind, message) = compose(&envelope.payload)?;
+    let composed = compose(&envelope.payload)?;
     Some(Notification {
         order_id: envelope.payload.order_id(),
-        kind,
-        message,
+        customer_id: composed.customer_id,
+        kind: composed.kind,
+        message: composed.text,
         sent_at,
         message_id: envelope.message_id,
     })
 }
 
-/// The kind and text of the notification `message` calls for, or `None` if it calls for none.
-pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
+/// What a message calls for: the notification's kind, recipient and text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed {
+    /// What happened.
+    pub kind: Kind,
+    /// Whom to tell.
+    pub customer_id: CustomerId,
+    /// What to tell them.
+    pub text: String,
+}
+
+/// The notification `message` calls for, or `None` if it calls for none.
+pub fn compose(message: &AnyMessage) -> Option<Composed> {
     let order_id = message.order_id();
-    let composed = match message {
+    // One match names kind, recipient and text together, so that no notified type can lack a
+    // recipient.
+    let (kind, customer_id, text) = match message {
         AnyMessage::StockFailed(failed) => (
             Kind::StockFailed,
+            failed.customer_id,
             with_reason(
                 format!("The items of your order {order_id} could not be reserved"),
                 &failed.reason,
@@ -75,6 +93,7 @@ pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
         ),
         AnyMessage::PaymentFailed(failed) => (
             Kind::PaymentFailed,
+            failed.customer_id,
             with_reason(
                 format!("Payment for your order {order_id} failed"),
                 &failed.reason,
@@ -82,6 +101,7 @@ pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
         ),
         AnyMessage::PaymentSucceeded(paid) => (
             Kind::PaymentSucceeded,
+            paid.customer_id,
             format!(
                 "Payment of {} received for order {order_id}",
                 format_money(paid.amount)
@@ -89,6 +109,7 @@ pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
         ),
         AnyMessage::OrderCompleted(completed) => (
             Kind::OrderCompleted,
+            completed.customer_id,
             format!(
                 "Your order {order_id} is complete; {} was charged",
                 format_money(completed.total)
@@ -96,6 +117,7 @@ pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
         ),
         AnyMessage::OrderCancelled(cancelled) => (
             Kind::OrderCancelled,
+            cancelled.customer_id,
             with_reason(
                 format!("Your order {order_id} was cancelled"),
                 &cancelled.reason,
@@ -103,7 +125,11 @@ pub fn compose(message: &AnyMessage) -> Option<(Kind, String)> {
         ),
         _ => return None,
     };
-    Some(composed)
+    Some(Composed {
+        kind,
+        customer_id,
+        text,
+    })
 }
 
 /// `sentence: reason`, or the sentence alone when there is no reason.
@@ -124,8 +150,8 @@ pub fn format_money(amount: Money) -> String {
 mod tests {
     use chrono::TimeZone;
     use contracts::{
-        CommitStock, CustomerId, MessageType, OrderCancelled, OrderCompleted, PaymentFailed,
-        PaymentId, PaymentSucceeded, StockFailed, StockReserved,
+        CommitStock, MessageType, OrderCancelled, OrderCompleted, PaymentFailed, PaymentId,
+        PaymentSucceeded, PricedLine, ProductId, Quantity, StockFailed, StockReserved,
     };
 
     use super::*;
@@ -140,16 +166,20 @@ mod tests {
         Money::new(minor_units).unwrap()
     }
 
-    /// `message` calls for `expected` (kind and text), and the kind is named after the message.
-    fn check(message: AnyMessage, expected: Option<(Kind, &str)>) {
+    /// `message` calls for `expected` (kind and text), sent to `recipient`, and the kind is
+    /// named after the message.
+    fn check(message: AnyMessage, recipient: CustomerId, expected: Option<(Kind, &str)>) {
         let composed = compose(&message);
         assert_eq!(
-            composed.as_ref().map(|(kind, text)| (*kind, text.as_str())),
+            composed
+                .as_ref()
+                .map(|composed| (composed.kind, composed.text.as_str())),
             expected,
             "{message:?}"
         );
-        if let Some((kind, _)) = composed {
-            assert_eq!(kind.name(), message.message_type().name());
+        if let Some(composed) = composed {
+            assert_eq!(composed.kind.name(), message.message_type().name());
+            assert_eq!(composed.customer_id, recipient, "{message:?}");
         }
     }
 
@@ -160,6 +190,7 @@ mod tests {
             (
                 StockFailed {
                     order_id: order_id(),
+                    customer_id,
                     reason: "unknown product durian".into(),
                 }
                 .into(),
@@ -172,6 +203,7 @@ mod tests {
             (
                 PaymentFailed {
                     order_id: order_id(),
+                    customer_id,
                     reason: "insufficient balance: 1500 needed, 900 available".into(),
                 }
                 .into(),
@@ -184,6 +216,7 @@ mod tests {
             (
                 PaymentSucceeded {
                     order_id: order_id(),
+                    customer_id,
                     payment_id: PaymentId::generate(),
                     amount: money(2_500),
                 }
@@ -232,11 +265,16 @@ mod tests {
                 )),
             ),
             (
-                StockReserved {
-                    order_id: order_id(),
+                StockReserved::new(
+                    order_id(),
                     customer_id,
-                    total: money(100),
-                }
+                    vec![PricedLine {
+                        product_id: ProductId::new("apple").unwrap(),
+                        quantity: Quantity::new(2).unwrap(),
+                        unit_price: money(50),
+                    }],
+                )
+                .unwrap()
                 .into(),
                 None,
             ),
@@ -249,7 +287,7 @@ mod tests {
             ),
         ];
         for (message, expected) in cases {
-            check(message, expected);
+            check(message, customer_id, expected);
         }
     }
 
@@ -270,9 +308,11 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_carries_the_order_the_time_and_the_cause() {
+    fn a_notification_carries_the_order_its_customer_the_time_and_the_cause() {
+        let customer_id = CustomerId::generate();
         let paid = PaymentSucceeded {
             order_id: order_id(),
+            customer_id,
             payment_id: PaymentId::generate(),
             amount: money(1),
         };
@@ -290,6 +330,7 @@ mod tests {
             notification_for(&envelope, sent_at),
             Some(Notification {
                 order_id: order_id(),
+                customer_id,
                 kind: Kind::PaymentSucceeded,
                 message: format!("Payment of 0.01 received for order {ORDER}"),
                 sent_at,

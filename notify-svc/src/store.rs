@@ -1,5 +1,6 @@
 //! The notifications sent, kept in memory: listed per order, bounded globally, the oldest
-//! dropped first. Nothing survives a restart.
+//! dropped first. Nothing survives a restart. Who may read which is the API's decision: every
+//! notification names its customer.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
@@ -87,7 +88,7 @@ impl NotificationStore {
 
 #[cfg(test)]
 mod tests {
-    use contracts::MessageId;
+    use contracts::{CustomerId, MessageId};
 
     use super::*;
     use crate::notification::Kind;
@@ -102,6 +103,7 @@ mod tests {
         for (index, text) in sent {
             store.push(Notification {
                 order_id: order(*index),
+                customer_id: CustomerId::generate(),
                 kind: Kind::OrderCompleted,
                 message: (*text).to_owned(),
                 sent_at: contracts::envelope::now(),
@@ -154,6 +156,7 @@ mod tests {
         for index in 0..100 {
             store.push(Notification {
                 order_id: order(index),
+                customer_id: CustomerId::generate(),
                 kind: Kind::OrderCancelled,
                 message: String::new(),
                 sent_at: contracts::envelope::now(),

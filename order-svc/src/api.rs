@@ -1,5 +1,10 @@
 //! The REST order API: place orders, read them with their saga timeline, list them, and show
 //! the saga table the running binary uses.
+//!
+//! Every route is behind the service's authentication layer; the handlers decide what the
+//! [`Caller`] may do. A customer places and reads only their own orders, and another
+//! customer's order is answered exactly like a missing one (404): its existence is not theirs
+//! to learn. An operator may do everything.
 
 use std::time::Duration;
 
@@ -12,6 +17,7 @@ use saga_core::Label;
 use saga_core::order::{ORDER_SAGA, OrderState};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Forbidden};
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::problem::Problem;
 use utoipa::{IntoParams, ToSchema};
@@ -19,8 +25,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::saga::EffectError;
 use crate::store::{self, ListFilter, OrderRecord, PlaceError, Placed};
-use crate::validation::{PlaceOrder, Violation, idempotency_key, validate};
+use crate::validation::{PlaceOrder, Refusal, Violation, idempotency_key, validate};
 
 /// The header that makes `POST /orders` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -34,7 +41,10 @@ pub enum ApiError {
     /// A header or query parameter is malformed.
     #[error("{}: {}", .0.field, .0.message)]
     BadRequest(Violation),
-    /// No such order.
+    /// A valid caller without the right to do what it asked.
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
+    /// No such order, or (for a customer) another customer's.
     #[error("order {0} not found")]
     NotFound(OrderId),
     /// The `Idempotency-Key` was used with another request.
@@ -43,6 +53,9 @@ pub enum ApiError {
     /// The database failed (opaque to clients).
     #[error("database: {0}")]
     Database(#[from] DbErr),
+    /// A message could not be built (opaque to clients).
+    #[error("message: {0}")]
+    Effect(#[from] EffectError),
     /// A message could not be encoded (opaque to clients).
     #[error("encoding: {0}")]
     Encode(#[from] serde_json::Error),
@@ -52,7 +65,17 @@ impl From<PlaceError> for ApiError {
     fn from(error: PlaceError) -> Self {
         match error {
             PlaceError::Database(cause) => ApiError::Database(cause),
+            PlaceError::Effect(cause) => ApiError::Effect(cause),
             PlaceError::Encode(cause) => ApiError::Encode(cause),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(violations) => ApiError::Invalid(violations),
+            Refusal::Forbidden(forbidden) => ApiError::Forbidden(forbidden),
         }
     }
 }
@@ -70,6 +93,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(violation) => Problem::new(StatusCode::BAD_REQUEST, "Bad request")
                 .with_detail(self.to_string())
                 .with_field_error(violation.field.clone(), violation.message.clone()),
+            ApiError::Forbidden(forbidden) => forbidden.problem(),
             ApiError::NotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "Not found").with_detail(self.to_string())
             }
@@ -80,6 +104,7 @@ impl IntoResponse for ApiError {
                     "already used with a different request body",
                 ),
             ApiError::Database(cause) => Problem::internal(cause),
+            ApiError::Effect(cause) => Problem::internal(cause),
             ApiError::Encode(cause) => Problem::internal(cause),
         };
         problem.into_response()
@@ -93,8 +118,10 @@ pub struct Item {
     pub product_id: String,
     /// How many.
     pub quantity: i32,
-    /// Price of one, in minor units.
-    pub unit_price: i64,
+    /// The catalog price of one unit when inventory reserved the stock, in minor units; `null`
+    /// until then.
+    #[schema(minimum = 0)]
+    pub unit_price: Option<i64>,
 }
 
 /// One step of an order's saga: a row of the saga table that applied.
@@ -123,8 +150,10 @@ pub struct Order {
     pub status: String,
     /// What was ordered.
     pub items: Vec<Item>,
-    /// Σ quantity × unit price, in minor units.
-    pub total: i64,
+    /// What is charged: Σ quantity × unit price at the catalog prices of the reservation, in
+    /// minor units; `null` until the stock is reserved (or the payment heard).
+    #[schema(minimum = 0)]
+    pub total: Option<i64>,
     /// When it was placed.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -210,7 +239,8 @@ pub struct ListOrders {
     /// Only orders in this state.
     #[param(value_type = Option<OrderStatus>, inline)]
     pub status: Option<String>,
-    /// Only this customer's orders.
+    /// Only this customer's orders (a customer may name only themselves, and sees only their
+    /// own either way).
     pub customer_id: Option<Uuid>,
     /// Page size, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -273,24 +303,28 @@ pub struct AppState {
     pub saga_timeout: Duration,
 }
 
-/// Places an order: `Pending`, with `OrderCreated` in the outbox, in one transaction.
+/// Places an order: `Pending`, with `OrderCreated` in the outbox, in one transaction. A
+/// customer places orders for themselves; an operator for the customer it names. The prices
+/// come from the catalog when the stock is reserved: until then the order shows none.
 #[utoipa::path(
     post, path = "/orders",
     request_body = PlaceOrder,
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]{0,253}[!-~])?$",
-        description = "1–255 printable ASCII characters, not starting or ending with a space; the same key with the same body returns the original order")),
+        description = "1–255 printable ASCII characters, not starting or ending with a space; the same key with the same body returns the original order. Keys are the customer's own: another customer's key names another order")),
     responses(
         (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "/orders/{id}"))),
         (status = 200, description = "Already placed with this Idempotency-Key", body = Order),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A customer named another customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid: a rule broken, a price sent, or an operator naming no customer", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn place_order(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PlaceOrder>,
 ) -> Result<Response, ApiError> {
@@ -310,13 +344,13 @@ async fn place_order(
             )
         }
     };
-    let order = validate(&request).map_err(ApiError::Invalid)?;
+    let order = validate(&request, &caller)?;
     let placed = store::place(&state.db, &order, key.as_deref(), state.saga_timeout).await?;
     match placed {
         Placed::Created(record) => {
             state.signal.wake();
             let location = [(header::LOCATION, format!("/orders/{}", record.order.id))];
-            tracing::info!(order_id = %record.order.id, total = record.order.total, "order placed");
+            tracing::info!(order_id = %record.order.id, %caller, "order placed");
             Ok((
                 StatusCode::CREATED,
                 location,
@@ -331,41 +365,48 @@ async fn place_order(
     }
 }
 
-/// An order with its saga timeline.
+/// An order with its saga timeline: the caller's own, or any for an operator.
 #[utoipa::path(
     get, path = "/orders/{id}",
     params(("id" = Uuid, Path, description = "The order")),
     responses(
         (status = 200, body = Order),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or another customer's (answered alike)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_order(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Order>, ApiError> {
     let order_id = OrderId::from(id);
     match store::find(&state.db, order_id).await? {
-        Some(record) => Ok(ApiJson(Order::from_record(record, true))),
-        None => Err(ApiError::NotFound(order_id)),
+        Some(record) if caller.may_act_for(record.order.customer_id) => {
+            Ok(ApiJson(Order::from_record(record, true)))
+        }
+        // Another customer's order is answered exactly like a missing one.
+        Some(_) | None => Err(ApiError::NotFound(order_id)),
     }
 }
 
-/// Orders, newest first, with cursor paging.
+/// Orders, newest first, with cursor paging: a customer's own, or everyone's for an operator.
 #[utoipa::path(
     get, path = "/orders",
     params(ListOrders),
     responses(
         (status = 200, body = OrderPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A customer asked for another customer's orders", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_orders(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListOrders>,
 ) -> Result<ApiJson<OrderPage>, ApiError> {
+    let customer_id = listed_customer(&caller, query.customer_id)?;
     let mut violations = Vec::new();
     if let Some(status) = &query.status
         && OrderState::from_name(status).is_none()
@@ -388,7 +429,7 @@ async fn list_orders(
     }
     let filter = ListFilter {
         status: query.status,
-        customer_id: query.customer_id,
+        customer_id,
         before: query.cursor,
         limit: limit.unsigned_abs(),
     };
@@ -407,9 +448,24 @@ async fn list_orders(
     }))
 }
 
-/// The order saga's definition, generated from the table this binary runs.
+/// Whose orders a list shows: a customer sees only their own, and asking for someone else's
+/// is refused; an operator sees whom it asks for, or everyone.
+fn listed_customer(caller: &Caller, asked: Option<Uuid>) -> Result<Option<Uuid>, Forbidden> {
+    let Some(own) = caller.customer() else {
+        return Ok(asked);
+    };
+    match asked {
+        Some(other) if other != own => {
+            Err(Forbidden::new("a customer may list only their own orders"))
+        }
+        Some(_) | None => Ok(Some(own)),
+    }
+}
+
+/// The order saga's definition, generated from the table this binary runs; for any
+/// authenticated caller.
 #[utoipa::path(get, path = "/saga", responses((status = 200, body = SagaDefinition)))]
-async fn saga() -> ApiJson<SagaDefinition> {
+async fn saga(_caller: Caller) -> ApiJson<SagaDefinition> {
     let names = |effects: &[saga_core::order::OrderEffect]| {
         effects
             .iter()

@@ -1,10 +1,19 @@
 //! Drives the order saga: applies an event to a stored order through `saga_core`'s table and
 //! writes the result — new state (optimistically, by version), timeline row, effects in the
 //! outbox — in the caller's transaction. Used by the message handler and the deadline sweeper.
+//!
+//! It also records the prices the participants tell: the catalog-priced lines and total of
+//! `StockReserved`, and the amount of `PaymentSucceeded` (the same total). They are recorded
+//! whatever the saga decides — a late reservation after a cancellation, a reservation that the
+//! payment overtook — so that an order always shows what was charged.
 
 use std::time::Duration;
 
-use contracts::{CustomerId, Envelope, MessageId, Money, OrderId, OrderLine, ProductId, Quantity};
+use std::collections::BTreeMap;
+
+use contracts::{
+    CustomerId, Envelope, MessageId, Money, OrderId, OrderLine, PricedLine, ProductId, Quantity,
+};
 use outbox::{HandlerError, OutboxSignal};
 use saga_core::Outcome;
 use saga_core::order::{ORDER_SAGA, OrderEffect, OrderEvent, OrderState};
@@ -18,7 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use crate::entity::{order, order_line, order_transition};
-use crate::saga::{Heard, OrderFacts, effect_message, reason};
+use crate::saga::{EffectError, Heard, Learned, OrderFacts, effect_message, reason};
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +65,24 @@ pub enum ApplyError {
         /// The event.
         event: OrderEvent,
     },
+    /// A reservation that does not match the order (other customer, other lines or
+    /// quantities): its prices cannot be the order's.
+    #[error("the reservation does not match order {order_id}: {detail}")]
+    Mismatch {
+        /// The order.
+        order_id: OrderId,
+        /// What differs.
+        detail: String,
+    },
     /// Another transaction applied a step first; apply again on fresh state.
     #[error("the order changed concurrently")]
     Conflict,
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] DbErr),
+    /// An effect's message could not be built from what is known of the order.
+    #[error("{0}")]
+    Effect(#[from] EffectError),
     /// An effect could not be encoded.
     #[error("encoding an effect: {0}")]
     Encode(#[from] serde_json::Error),
@@ -86,7 +107,7 @@ pub async fn apply<C: ConnectionTrait>(
     message_id: Option<MessageId>,
     saga_timeout: Duration,
 ) -> Result<Applied, ApplyError> {
-    let found = order::Entity::find_by_id(order_id.as_uuid())
+    let mut found = order::Entity::find_by_id(order_id.as_uuid())
         .one(db)
         .await?
         .ok_or(ApplyError::UnknownOrder(order_id))?;
@@ -94,16 +115,24 @@ pub async fn apply<C: ConnectionTrait>(
         order_id,
         detail: format!("unknown status {:?}", found.status),
     })?;
-    let (after, effects) = match ORDER_SAGA.step(before, heard.event) {
-        Outcome::Transition { to, effects, .. } => (to, effects),
-        Outcome::Compensate { effects, .. } => (before, effects),
-        Outcome::Duplicate { state } => return Ok(Applied::Duplicate(state)),
+    let decision = match ORDER_SAGA.step(before, heard.event) {
+        Outcome::Transition { to, effects, .. } => Some((to, effects)),
+        Outcome::Compensate { effects, .. } => Some((before, effects)),
+        Outcome::Duplicate { .. } => None,
         Outcome::Invalid { state } => {
             return Err(ApplyError::Invalid {
                 state,
                 event: heard.event,
             });
         }
+    };
+    // Prices are facts about the order, not steps of the saga: an event the saga has moved past
+    // (a reservation overtaken by its payment) still tells what was charged.
+    if let Some(learned) = &heard.learned {
+        found.total = record(db, &found, learned).await?;
+    }
+    let Some((after, effects)) = decision else {
+        return Ok(Applied::Duplicate(before));
     };
     let why = reason(before, heard, saga_timeout);
     let version = found.version + 1;
@@ -144,8 +173,11 @@ pub async fn apply<C: ConnectionTrait>(
         let facts = facts(db, &found, effects).await?;
         let envelopes = effects
             .iter()
-            .map(|&effect| Envelope::from_any(&effect_message(effect, &facts, &why), message_id))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|&effect| {
+                let message = effect_message(effect, &facts, &why)?;
+                Ok(Envelope::from_any(&message, message_id)?)
+            })
+            .collect::<Result<Vec<_>, ApplyError>>()?;
         outbox::enqueue_all(db, &envelopes).await?;
     }
     info!(from = before.name(), to = after.name(), event = heard.event.name(), effects = ?effect_names, "saga step");
@@ -162,7 +194,11 @@ async fn facts<C: ConnectionTrait>(
 ) -> Result<OrderFacts, ApplyError> {
     let order_id = OrderId::from(found.id);
     let corrupt = |detail: String| ApplyError::Corrupt { order_id, detail };
-    let total = Money::new(found.total).map_err(|error| corrupt(error.to_string()))?;
+    let total = found
+        .total
+        .map(Money::new)
+        .transpose()
+        .map_err(|error| corrupt(error.to_string()))?;
     // Only the reservation request carries the lines.
     let mut lines = Vec::new();
     if effects.contains(&OrderEffect::ReserveStock) {
@@ -177,8 +213,6 @@ async fn facts<C: ConnectionTrait>(
                     .map_err(|error| corrupt(error.to_string()))?,
                 quantity: Quantity::new(i64::from(row.quantity))
                     .map_err(|error| corrupt(error.to_string()))?,
-                unit_price: Money::new(row.unit_price)
-                    .map_err(|error| corrupt(error.to_string()))?,
             });
         }
     }
@@ -188,6 +222,124 @@ async fn facts<C: ConnectionTrait>(
         total,
         lines,
     })
+}
+
+/// Records what `learned` tells about the order's prices and returns its total afterwards. The
+/// first record wins: a redelivery tells the same again, and what was charged never changes.
+async fn record<C: ConnectionTrait>(
+    db: &C,
+    found: &order::Model,
+    learned: &Learned,
+) -> Result<Option<i64>, ApplyError> {
+    let order_id = OrderId::from(found.id);
+    match learned {
+        Learned::Reservation {
+            customer_id,
+            items,
+            total,
+        } => record_reservation(db, found, *customer_id, items, *total).await,
+        Learned::Charge { amount } => {
+            if found.total.is_some() {
+                warn_if_differs(order_id, found.total, *amount);
+                return Ok(found.total);
+            }
+            let row = db
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "UPDATE orders SET total = COALESCE(total, $2) WHERE id = $1 RETURNING total",
+                    [found.id.into(), amount.minor_units().into()],
+                ))
+                .await?;
+            let total = recorded_total(row)?;
+            warn_if_differs(order_id, total, *amount);
+            Ok(total)
+        }
+    }
+}
+
+async fn record_reservation<C: ConnectionTrait>(
+    db: &C,
+    found: &order::Model,
+    customer_id: CustomerId,
+    items: &[PricedLine],
+    total: Money,
+) -> Result<Option<i64>, ApplyError> {
+    let order_id = OrderId::from(found.id);
+    let mismatch = |detail: String| ApplyError::Mismatch { order_id, detail };
+    if customer_id.as_uuid() != found.customer_id {
+        return Err(mismatch(format!(
+            "reserved for customer {customer_id}, placed by {}",
+            found.customer_id
+        )));
+    }
+    let lines = order_line::Entity::find()
+        .filter(order_line::Column::OrderId.eq(found.id))
+        .all(db)
+        .await?;
+    let ordered: BTreeMap<&str, i64> = lines
+        .iter()
+        .map(|line| (line.product_id.as_str(), i64::from(line.quantity)))
+        .collect();
+    let reserved: BTreeMap<&str, i64> = items
+        .iter()
+        .map(|line| (line.product_id.as_str(), i64::from(line.quantity.get())))
+        .collect();
+    if ordered != reserved {
+        return Err(mismatch(format!(
+            "reserved {reserved:?}, ordered {ordered:?}"
+        )));
+    }
+    let all_known = found.total.is_some() && lines.iter().all(|line| line.unit_price.is_some());
+    if all_known {
+        warn_if_differs(order_id, found.total, total);
+        return Ok(found.total);
+    }
+    let (products, prices): (Vec<String>, Vec<i64>) = items
+        .iter()
+        .map(|line| {
+            (
+                line.product_id.as_str().to_owned(),
+                line.unit_price.minor_units(),
+            )
+        })
+        .unzip();
+    // The lines and the total in one statement (one round trip).
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH priced AS (
+                 UPDATE order_lines AS line
+                 SET unit_price = COALESCE(line.unit_price, catalog.unit_price)
+                 FROM unnest($2::text[], $3::bigint[]) AS catalog (product_id, unit_price)
+                 WHERE line.order_id = $1 AND line.product_id = catalog.product_id
+             )
+             UPDATE orders SET total = COALESCE(total, $4) WHERE id = $1 RETURNING total",
+            [
+                found.id.into(),
+                products.into(),
+                prices.into(),
+                total.minor_units().into(),
+            ],
+        ))
+        .await?;
+    let recorded = recorded_total(row)?;
+    warn_if_differs(order_id, recorded, total);
+    Ok(recorded)
+}
+
+fn recorded_total(row: Option<sea_orm::QueryResult>) -> Result<Option<i64>, DbErr> {
+    match row {
+        Some(row) => row.try_get_by_index::<Option<i64>>(0),
+        None => Err(DbErr::RecordNotFound("the order being priced".into())),
+    }
+}
+
+/// A charge or a reservation whose total is not the one recorded first means a participant
+/// disagrees about the price: nothing to undo here, but operators must hear of it.
+fn warn_if_differs(order_id: OrderId, recorded: Option<i64>, told: Money) {
+    if recorded != Some(told.minor_units()) {
+        warn!(%order_id, ?recorded, told = told.minor_units(), "participants disagree on the order's total");
+    }
 }
 
 /// Checks that an order's stored timeline is a path through the saga table.
@@ -235,6 +387,7 @@ pub async fn sweep_once(
     let heard = Heard {
         event: OrderEvent::DeadlinePassed,
         reason: None,
+        learned: None,
     };
     let mut moved = 0;
     for row in overdue {

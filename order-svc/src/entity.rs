@@ -16,15 +16,16 @@ pub mod order {
         pub customer_id: Uuid,
         /// The saga state's name (`saga_core::order::OrderState`).
         pub status: String,
-        /// Σ quantity × unit price, in minor units.
-        pub total: i64,
+        /// Σ quantity × unit price, in minor units; `None` until the stock is reserved (or the
+        /// payment, which charges that total, is heard first).
+        pub total: Option<i64>,
         /// Steps applied so far.
         pub version: i32,
         /// Why it was cancelled.
         pub cancellation_reason: Option<String>,
         /// When a waiting order is cancelled.
         pub deadline_at: DateTimeUtc,
-        /// The client's `Idempotency-Key`, if it sent one.
+        /// The client's `Idempotency-Key`, if it sent one; unique per customer.
         pub idempotency_key: Option<String>,
         /// The canonical request that key was first used with.
         pub idempotency_request: Option<String>,
@@ -59,8 +60,9 @@ pub mod order_line {
         pub product_id: String,
         /// How many.
         pub quantity: i32,
-        /// Price of one, in minor units.
-        pub unit_price: i64,
+        /// The catalog price of one unit when the stock was reserved, in minor units; `None`
+        /// until then.
+        pub unit_price: Option<i64>,
     }
 
     /// Relations are read by id.

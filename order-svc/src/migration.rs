@@ -1,4 +1,6 @@
 //! The service's database: orders, their lines, their saga timeline, and the outbox and inbox.
+//!
+//! Applied migrations are never edited: a change of schema is a new migration.
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = outbox::migration::migrations();
         migrations.push(Box::new(CreateOrders));
+        migrations.push(Box::new(CatalogPricesAndCustomerKeys));
         migrations
     }
 }
@@ -76,6 +79,50 @@ impl MigrationTrait for CreateOrders {
             .get_connection()
             .execute_unprepared(
                 "DROP TABLE order_transitions; DROP TABLE order_lines; DROP TABLE orders;",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Prices come from the catalog: an order's line prices and total are unknown until inventory
+/// reserves its stock (`StockReserved`), so they become nullable. Idempotency keys become the
+/// customer's own: the same key sent by two customers names two orders.
+struct CatalogPricesAndCustomerKeys;
+
+impl MigrationName for CatalogPricesAndCustomerKeys {
+    fn name(&self) -> &str {
+        "m20261201_300002_catalog_prices_and_customer_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CatalogPricesAndCustomerKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE order_lines ALTER COLUMN unit_price DROP NOT NULL;
+                ALTER TABLE orders ALTER COLUMN total DROP NOT NULL;
+                ALTER TABLE orders DROP CONSTRAINT orders_idempotency_key_key;
+                -- NULL keys are distinct, so orders placed without a key never collide.
+                ALTER TABLE orders ADD CONSTRAINT orders_customer_idempotency_key
+                    UNIQUE (customer_id, idempotency_key);",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Fails, leaving everything as it was, if an order has no price yet or two customers used
+    /// one key: the old schema cannot hold them.
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE orders DROP CONSTRAINT orders_customer_idempotency_key;
+                ALTER TABLE orders ADD CONSTRAINT orders_idempotency_key_key UNIQUE (idempotency_key);
+                ALTER TABLE orders ALTER COLUMN total SET NOT NULL;
+                ALTER TABLE order_lines ALTER COLUMN unit_price SET NOT NULL;",
             )
             .await?;
         Ok(())

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use contracts::{Envelope, OrderId};
+use contracts::{CustomerId, Envelope, OrderId};
 use saga_core::Label;
 use saga_core::order::ORDER_SAGA;
 use sea_orm::{
@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entity::{order, order_line, order_transition};
-use crate::saga::{OrderFacts, effect_message};
+use crate::saga::{EffectError, OrderFacts, effect_message};
 use crate::validation::{ValidOrder, canonical};
 
 /// An order with everything the API shows.
@@ -44,13 +44,18 @@ pub enum PlaceError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] DbErr),
+    /// The first message could not be built.
+    #[error("building the first message: {0}")]
+    Effect(#[from] EffectError),
     /// The first message could not be encoded.
     #[error("encoding the first message: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
 /// Stores a new `Pending` order and its first message (`OrderCreated`, the saga's start effect)
-/// in one transaction. With an `Idempotency-Key`, a repeated request gets the original order.
+/// in one transaction. Its prices are unknown until inventory reserves the stock. With an
+/// `Idempotency-Key`, a repeated request gets the original order; keys are the customer's own,
+/// so another customer's key names another order, and reveals nothing of the first.
 pub async fn place(
     db: &DatabaseConnection,
     order: &ValidOrder,
@@ -59,7 +64,7 @@ pub async fn place(
 ) -> Result<Placed, PlaceError> {
     let request = canonical(order);
     if let Some(key) = idempotency_key
-        && let Some(existing) = by_idempotency_key(db, key, &request).await?
+        && let Some(existing) = by_idempotency_key(db, order.customer_id, key, &request).await?
     {
         return Ok(existing);
     }
@@ -73,7 +78,7 @@ pub async fn place(
         id: order_id.as_uuid(),
         customer_id: order.customer_id.as_uuid(),
         status: ORDER_SAGA.initial.name().to_owned(),
-        total: order.total.minor_units(),
+        total: None,
         version: 0,
         cancellation_reason: None,
         deadline_at: deadline,
@@ -91,7 +96,7 @@ pub async fn place(
             line_no: i32::try_from(index).unwrap_or(i32::MAX),
             product_id: line.product_id.as_str().to_owned(),
             quantity: i32::try_from(line.quantity.get()).unwrap_or(i32::MAX),
-            unit_price: line.unit_price.minor_units(),
+            unit_price: None,
         })
         .collect();
     let transaction = db.begin().await?;
@@ -104,7 +109,8 @@ pub async fn place(
             (idempotency_key, error.sql_err())
         {
             transaction.rollback().await?;
-            if let Some(existing) = by_idempotency_key(db, key, &request).await? {
+            if let Some(existing) = by_idempotency_key(db, order.customer_id, key, &request).await?
+            {
                 return Ok(existing);
             }
         }
@@ -121,14 +127,17 @@ pub async fn place(
     let facts = OrderFacts {
         order_id,
         customer_id: order.customer_id,
-        total: order.total,
+        total: None,
         lines: order.lines.clone(),
     };
     let envelopes = ORDER_SAGA
         .start_effects
         .iter()
-        .map(|&effect| Envelope::from_any(&effect_message(effect, &facts, "order placed"), None))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|&effect| {
+            let message = effect_message(effect, &facts, "order placed")?;
+            Ok(Envelope::from_any(&message, None)?)
+        })
+        .collect::<Result<Vec<_>, PlaceError>>()?;
     outbox::enqueue_all(&transaction, &envelopes).await?;
     transaction.commit().await?;
     metrics::counter!("orders_placed_total").increment(1);
@@ -139,12 +148,15 @@ pub async fn place(
     }))
 }
 
+/// The order `customer_id` placed with `key`: only theirs, never another customer's.
 async fn by_idempotency_key(
     db: &DatabaseConnection,
+    customer_id: CustomerId,
     key: &str,
     request: &str,
 ) -> Result<Option<Placed>, DbErr> {
     let Some(existing) = order::Entity::find()
+        .filter(order::Column::CustomerId.eq(customer_id.as_uuid()))
         .filter(order::Column::IdempotencyKey.eq(key))
         .one(db)
         .await?

@@ -2,6 +2,9 @@
 //! the same PostgreSQL and RabbitMQ measured the same way. Each part runs in a fresh database and
 //! vhost (the servers on 127.0.0.1). Prints a Markdown table for BENCHMARKS.md.
 //!
+//! The relay and the consumer run as in production: as order-svc's and inventory-svc's own
+//! least-privilege broker users on a provisioned vhost, the consumer checking each sender.
+//!
 //! Sizes can be changed with `RELAY_BENCH_MESSAGES` (default 20000) and
 //! `RELAY_BENCH_RATE_SECONDS` (default 10). `RELAY_BENCH_ONLY_RAW=1` runs only the raw broker
 //! limits; `RELAY_BENCH_ONLY_LATENCY=1` runs only the 500 msg/s
@@ -255,9 +258,10 @@ async fn relay_throughput(messages: u64) -> f64 {
         .unwrap();
     let messages = messages.div_ceil(1_000) * 1_000;
     enqueue_backlog(&db, messages).await;
-    let broker = Broker::new(vhost.url(), Topology::default());
-    // Declare the topology before the clock starts.
-    drop(broker.connect("declare").await.unwrap());
+    // order-svc's user, the producer of CommitStock. The vhost is provisioned; its topology
+    // is checked before the clock starts.
+    let broker = Broker::new(vhost.service_url(Service::Order), Topology::default());
+    drop(broker.connect("check").await.unwrap());
     let shutdown = CancellationToken::new();
     let publisher = OutboxPublisher::new(
         db.clone(),
@@ -325,7 +329,8 @@ async fn hop_latency(rate: u64, seconds: u64) -> (Duration, Duration, Duration) 
     outbox::migrate::<outbox::OutboxMigrator>(&db)
         .await
         .unwrap();
-    let broker = Broker::new(vhost.url(), Topology::default());
+    let relay_broker = Broker::new(vhost.service_url(Service::Order), Topology::default());
+    let consumer_broker = Broker::new(vhost.service_url(Service::Inventory), Topology::default());
     let signal = OutboxSignal::new();
     let shutdown = CancellationToken::new();
     let committed = Arc::new(Mutex::new(HashMap::new()));
@@ -336,16 +341,19 @@ async fn hop_latency(rate: u64, seconds: u64) -> (Duration, Duration, Duration) 
         arrived: Arc::clone(&arrived),
     };
     let consumer = ConsumerRunner::new(
-        broker.clone(),
+        consumer_broker,
         Service::Inventory,
         processor,
-        ConsumerConfig::default(),
+        ConsumerConfig {
+            producers: vhost.producer_users(),
+            ..ConsumerConfig::default()
+        },
     );
     let consumed = consumer.stats();
     tokio::spawn(consumer.run(shutdown.clone()));
     let publisher = OutboxPublisher::new(
         db.clone(),
-        broker,
+        relay_broker,
         signal.clone(),
         PublisherConfig::default(),
     );

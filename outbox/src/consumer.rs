@@ -553,6 +553,11 @@ impl<P: Processor> ConsumerRunner<P> {
             streams.push(consumer.map(move |delivery| (Arc::clone(&queue), delivery)));
         }
         let mut deliveries = futures::stream::select_all(streams);
+        let subscribed_types: std::collections::HashMap<String, contracts::MessageType> =
+            contracts::SUBSCRIPTIONS
+                .iter()
+                .map(|subscription| (subscription.queue(), subscription.message_type))
+                .collect();
         info!(queues = ?self.queues, "consumer connected");
 
         let lane_count = self.config.lanes.max(1);
@@ -595,16 +600,35 @@ impl<P: Processor> ConsumerRunner<P> {
                     continue;
                 }
             };
+            // A queue carries one type: anything else was routed there by someone who could
+            // write to a retry or dead-letter exchange, never by the system's own routing.
+            if let Some(expected) = subscribed_types.get(&*queue)
+                && *expected != envelope.message_type
+            {
+                let reason = format!(
+                    "{} does not belong on {queue}, which carries {expected} only",
+                    envelope.message_type
+                );
+                if let Err(cause) = settler.dead_letter(&queue, &delivery, None, &reason).await {
+                    break Err(cause);
+                }
+                continue;
+            }
             let sender = match crate::sender::authenticate_sender(
                 &self.config.producers,
                 self.broker.user(),
                 envelope.message_type,
-                delivery.properties.user_id().as_ref().map(|user| user.as_str()),
+                delivery
+                    .properties
+                    .user_id()
+                    .as_ref()
+                    .map(|user| user.as_str()),
                 wire::header_text(&delivery.properties, HEADER_ORIGINAL_USER_ID).as_deref(),
             ) {
                 Ok(sender) => sender,
                 Err(reason) => {
-                    if let Err(cause) = settler.dead_letter(&queue, &delivery, None, &reason).await {
+                    if let Err(cause) = settler.dead_letter(&queue, &delivery, None, &reason).await
+                    {
                         break Err(cause);
                     }
                     continue;

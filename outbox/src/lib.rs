@@ -11,9 +11,12 @@
 //! - **Inbox and consumers** ([`ConsumerRunner`], [`TransactionalProcessor`]): manual acks after
 //!   commit, bounded prefetch, an inbox row per handled message in the handler's transaction
 //!   (duplicates are skipped), retries through delay queues, dead letters with a reason.
-//! - **Topology** ([`Topology`]): the whole broker layout declared idempotently by every process
-//!   from `contracts::SUBSCRIPTIONS`: quorum queues `<service>.<Type>`, their `.dlq`s, the
-//!   retry delay queues.
+//! - **Topology** ([`Topology`]): the whole broker layout from `contracts::SUBSCRIPTIONS`
+//!   (quorum queues `<service>.<Type>`, their `.dlq`s, the retry delay queues), declared
+//!   idempotently by every process whose user may, checked passively by the others.
+//! - **Who sent it** ([`sender`], [`provision`]): every publish carries the connection's user as
+//!   AMQP `user_id`; consumers accept a type only from its producer's user; the generated
+//!   definitions give each service's user least privilege on the broker.
 //! - **Retention** ([`retention`]) and **metrics** ([`stats`]).
 //!
 //! # Wiring a service
@@ -47,10 +50,15 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let database = testkit::TestDatabase::create().await;
 //! # let vhost = testkit::TestVhost::create();
-//! # let (database_url, amqp_url) = (database.url(), vhost.url());
+//! # let database_url = database.url();
+//! # let order_svc_url = vhost.service_url(Service::Order);
+//! # let inventory_svc_url = vhost.service_url(Service::Inventory);
+//! // Each service connects as its own broker user; consumers accept a message type only from
+//! // the user of the service that produces it (`AMQP_PRODUCER_USERS` renames the users).
+//! # let producers = vhost.producer_users();
 //! let db = sea_orm::Database::connect(database_url).await?;
 //! outbox::migrate::<outbox::OutboxMigrator>(&db).await?;   // a service lists the migrations in its own migrator
-//! let broker = Broker::new(amqp_url, Topology::default());
+//! let broker = Broker::new(order_svc_url, Topology::default());
 //! let signal = OutboxSignal::new();
 //! let shutdown = CancellationToken::new();
 //!
@@ -58,7 +66,9 @@
 //! tokio::spawn(publisher.run(shutdown.clone()));
 //! let (handled, mut handled_orders) = tokio::sync::mpsc::unbounded_channel();
 //! let processor = TransactionalProcessor::new(db.clone(), Inventory(handled), signal.clone());
-//! let consumer = ConsumerRunner::new(broker, Service::Inventory, processor, ConsumerConfig::default());
+//! let consumer_broker = Broker::new(inventory_svc_url, Topology::default());
+//! let config = ConsumerConfig { producers, ..ConsumerConfig::default() };
+//! let consumer = ConsumerRunner::new(consumer_broker, Service::Inventory, processor, config);
 //! tokio::spawn(consumer.run(shutdown.clone()));
 //!
 //! // A business transaction publishes by enqueueing, then wakes the relay after commit.

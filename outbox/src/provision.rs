@@ -106,7 +106,10 @@ impl Provisioning {
         for (service, credentials) in &self.services {
             users.push(user(credentials, "", self.salt));
             let produces: Vec<&str> = service.produces().map(MessageType::name).collect();
-            let mut writable = vec![retry_exchanges_pattern(), regex_escape(DEAD_LETTER_EXCHANGE)];
+            let mut writable = vec![
+                retry_exchanges_pattern(),
+                regex_escape(DEAD_LETTER_EXCHANGE),
+            ];
             if !produces.is_empty() {
                 writable.insert(0, regex_escape(EXCHANGE));
             }
@@ -121,7 +124,8 @@ impl Provisioning {
                 "write": one_of(&writable),
                 "read": one_of(&readable),
             }));
-            let routing_keys: Vec<String> = produces.iter().map(|name| regex_escape(name)).collect();
+            let routing_keys: Vec<String> =
+                produces.iter().map(|name| regex_escape(name)).collect();
             topic_permissions.push(json!({
                 "user": credentials.user, "vhost": vhost, "exchange": EXCHANGE,
                 "write": one_of(&routing_keys),

@@ -50,11 +50,7 @@ pub fn authenticate_sender(
 mod tests {
     use super::*;
 
-    fn check(
-        user_id: Option<&str>,
-        original: Option<&str>,
-        expected: Result<&str, &str>,
-    ) {
+    fn check(user_id: Option<&str>, original: Option<&str>, expected: Result<&str, &str>) {
         let producers = ProducerUsers::default();
         let got = authenticate_sender(
             &producers,
@@ -72,20 +68,39 @@ mod tests {
         }
     }
 
+    /// `user_id`, `x-original-user-id`, and the validated sender or a fragment of the reason.
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, Result<&'a str, &'a str>);
+
     #[test]
     fn only_the_producer_or_our_own_retry_of_it_is_accepted() {
-        let cases: &[(Option<&str>, Option<&str>, Result<&str, &str>)] = &[
+        let cases: &[Case<'_>] = &[
             (Some("payment-svc"), None, Ok("payment-svc")),
             // The producer's own header is irrelevant: the property is what the broker checked.
-            (Some("payment-svc"), Some("inventory-svc"), Ok("payment-svc")),
+            (
+                Some("payment-svc"),
+                Some("inventory-svc"),
+                Ok("payment-svc"),
+            ),
             (None, None, Err("has no user_id")),
             (None, Some("payment-svc"), Err("has no user_id")),
-            (Some("inventory-svc"), None, Err("not by user_id inventory-svc")),
-            (Some("guest"), Some("payment-svc"), Err("not by user_id guest")),
+            (
+                Some("inventory-svc"),
+                None,
+                Err("not by user_id inventory-svc"),
+            ),
+            (
+                Some("guest"),
+                Some("payment-svc"),
+                Err("not by user_id guest"),
+            ),
             // Our own retry of a validated message.
             (Some("order-svc"), Some("payment-svc"), Ok("payment-svc")),
             // Our own user cannot vouch for another sender than the producer.
-            (Some("order-svc"), Some("inventory-svc"), Err("not by user_id order-svc")),
+            (
+                Some("order-svc"),
+                Some("inventory-svc"),
+                Err("not by user_id order-svc"),
+            ),
             (Some("order-svc"), None, Err("not by user_id order-svc")),
         ];
         for &(user_id, original, expected) in cases {

@@ -109,7 +109,11 @@ impl Topology {
     /// Checks, without declaring anything (passive declarations need no permission), that the
     /// exchanges and the given queues exist. A missing one fails with the broker's 404 and a
     /// hint to provision the broker.
-    pub async fn verify(&self, connection: &Connection, queues: &[String]) -> Result<(), lapin::Error> {
+    pub async fn verify(
+        &self,
+        connection: &Connection,
+        queues: &[String],
+    ) -> Result<(), lapin::Error> {
         let passive_exchange = ExchangeDeclareOptions {
             passive: true,
             durable: true,

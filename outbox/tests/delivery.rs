@@ -1,5 +1,7 @@
 //! The outbox's delivery guarantees, against the real PostgreSQL and RabbitMQ: each test has a
-//! database and a vhost of its own.
+//! database and a vhost of its own, provisioned like production. The relay publishes as
+//! order-svc's user and the consumer runs as inventory-svc's, accepting only the vhost's
+//! producer users (see `tests/senders.rs` for what it refuses).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,13 +10,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Behaviour, Fixture, Recorder, eventually};
-use contracts::envelope::HEADER_DEAD_LETTER_REASON;
-use contracts::{AnyMessage, CommitStock, Envelope, MessageId, MessageType, OrderId};
+use common::{Behaviour, Fixture, Recorder, Who, eventually, publish};
+use contracts::{AnyMessage, CommitStock, Envelope, MessageId, MessageType, OrderId, Service};
 use futures::FutureExt;
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
 use outbox::{
     Broker, ConsumerConfig, Handler, HandlerError, OutboxSignal, Processor, PublisherConfig,
     Received, TransactionalProcessor, Verdict, wire,
@@ -30,7 +29,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 async fn only_committed_messages_are_published_and_each_is_consumed_once() {
     let fixture = Fixture::new().await;
     fixture.publisher(PublisherConfig::default());
-    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
 
     let rolled_back = OrderId::generate();
     let transaction = fixture.db.begin().await.unwrap();
@@ -82,7 +81,8 @@ async fn a_relay_crash_between_publish_and_mark_republishes_and_the_effect_happe
         .unwrap();
     transaction.commit().await.unwrap();
 
-    // What a relay does up to its crash: publish the row, then die before marking it.
+    // What a relay does up to its crash: publish the row (as its user), then die before
+    // marking it.
     let connection = fixture.broker.connect("doomed relay").await.unwrap();
     let channel = Broker::confirm_channel(&connection).await.unwrap();
     let row = outbox::entity::outbox_message::Entity::find()
@@ -90,18 +90,21 @@ async fn a_relay_crash_between_publish_and_mark_republishes_and_the_effect_happe
         .await
         .unwrap()
         .unwrap();
+    let outgoing = wire::outgoing(&row);
     publish(
         &channel,
         contracts::EXCHANGE,
         &row.message_type,
-        wire::outgoing(&row).properties,
-        &wire::outgoing(&row).body,
+        outgoing
+            .properties
+            .with_user_id(fixture.broker.user().into()),
+        &outgoing.body,
     )
     .await;
     drop(connection);
     assert_eq!(fixture.unprocessed_count().await, 1);
 
-    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
     let published = fixture.publisher(PublisherConfig::default());
     eventually("both copies are consumed", PATIENCE, || async {
         consumed.handled() + consumed.duplicate() == 2
@@ -136,7 +139,7 @@ async fn two_relays_share_one_outbox_without_blocking_or_duplicating() {
     }
     transaction.commit().await.unwrap();
 
-    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
     let small_batches = PublisherConfig {
         batch_size: 20,
         ..PublisherConfig::default()
@@ -164,7 +167,7 @@ async fn two_relays_share_one_outbox_without_blocking_or_duplicating() {
 async fn a_broker_cut_mid_stream_loses_nothing() {
     let fixture = Fixture::new().await;
     let published = fixture.publisher(PublisherConfig::default());
-    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
     let total: i64 = 3_000;
     for batch in 0..30 {
         let transaction = fixture.db.begin().await.unwrap();
@@ -217,9 +220,11 @@ async fn a_broker_cut_mid_stream_loses_nothing() {
 #[tokio::test]
 async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_consumer_goes_on() {
     let fixture = Fixture::new().await;
-    let connection = fixture.broker.connect("test producer").await.unwrap();
-    let channel = Broker::confirm_channel(&connection).await.unwrap();
-    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), ConsumerConfig::default());
+    // Straight onto the queue (only the administrator may use the default exchange); the
+    // valid message comes from its producer, through the exchange.
+    let (_admin, channel) = fixture.channel_as(Who::Admin).await;
+    let (_producer, producer_channel) = fixture.channel_as(Who::User(Service::Order)).await;
+    let consumed = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
     let queue = "inventory-svc.CommitStock";
     let order = OrderId::generate().to_string();
     let properties = |message_type: &str| {
@@ -260,10 +265,10 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_consumer_goe
     }
     let valid = format!(r#"{{"order_id":"{order}"}}"#);
     publish(
-        &channel,
-        "",
-        queue,
-        properties("CommitStock"),
+        &producer_channel,
+        contracts::EXCHANGE,
+        "CommitStock",
+        properties("CommitStock").with_user_id(fixture.user(Who::User(Service::Order)).into()),
         valid.as_bytes(),
     )
     .await;
@@ -276,9 +281,14 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_consumer_goe
         consumed.dead_lettered() == 5
     })
     .await;
-    let reasons = dead_letter_reasons(&channel, queue, cases.len()).await;
-    for ((_, _, expected), reason) in cases.iter().zip(&reasons) {
-        assert!(reason.contains(expected), "{reason:?} lacks {expected:?}");
+    let letters = fixture.dead_letters(queue).await;
+    assert_eq!(letters.len(), cases.len());
+    for ((_, _, expected), letter) in cases.iter().zip(&letters) {
+        assert!(
+            letter.reason.contains(expected),
+            "{:?} lacks {expected:?}",
+            letter.reason
+        );
     }
 }
 
@@ -286,10 +296,6 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_consumer_goe
 /// the DLQ after the maximum number of attempts.
 #[tokio::test]
 async fn transient_failures_are_retried_and_permanent_ones_end_in_the_dlq() {
-    let config = ConsumerConfig {
-        max_attempts: 3,
-        ..ConsumerConfig::default()
-    };
     let cases = [
         (Behaviour::FailTimes(2), (1, 2, 0), None),
         (
@@ -302,7 +308,11 @@ async fn transient_failures_are_retried_and_permanent_ones_end_in_the_dlq() {
     for (behaviour, (handled, retried, dead_lettered), reason) in cases {
         let fixture = Fixture::new().await;
         fixture.publisher(PublisherConfig::default());
-        let consumed = fixture.consumer(Recorder::new(behaviour), config.clone());
+        let config = ConsumerConfig {
+            max_attempts: 3,
+            ..fixture.consumer_config()
+        };
+        let consumed = fixture.consumer(Recorder::new(behaviour), config);
         fixture.enqueue_commit(OrderId::generate()).await;
         eventually("the message is settled", PATIENCE, || async {
             consumed.handled() + consumed.dead_lettered() == 1
@@ -318,15 +328,17 @@ async fn transient_failures_are_retried_and_permanent_ones_end_in_the_dlq() {
             fixture.handled_count().await,
             i64::try_from(handled).unwrap()
         );
-        if let Some(expected) = reason {
-            let connection = fixture.broker.connect("test reader").await.unwrap();
-            let channel = connection.create_channel().await.unwrap();
-            let reasons = dead_letter_reasons(&channel, "inventory-svc.CommitStock", 1).await;
-            assert!(
-                reasons[0].contains(expected),
-                "{:?} lacks {expected:?}",
-                reasons[0]
-            );
+        let letters = fixture.dead_letters("inventory-svc.CommitStock").await;
+        let reasons: Vec<&str> = letters
+            .iter()
+            .map(|letter| letter.reason.as_str())
+            .collect();
+        match reason {
+            Some(expected) => assert!(
+                matches!(reasons[..], [reason] if reason.contains(expected)),
+                "{reasons:?} lacks {expected:?}"
+            ),
+            None => assert!(reasons.is_empty(), "{reasons:?}"),
         }
     }
 }
@@ -353,7 +365,7 @@ async fn one_failing_message_does_not_fail_its_batch() {
     let config = ConsumerConfig {
         lanes: 1,
         max_batch: 64,
-        ..ConsumerConfig::default()
+        ..fixture.consumer_config()
     };
     let consumed = fixture.consumer(Recorder::new(Behaviour::RejectOrder(doomed)), config);
     fixture.publisher(PublisherConfig::default());
@@ -488,7 +500,7 @@ async fn per_order_order_is_preserved_across_batches() {
         ConsumerConfig {
             lanes: 4,
             max_batch: 7,
-            ..ConsumerConfig::default()
+            ..fixture.consumer_config()
         },
     );
     fixture.publisher(PublisherConfig {
@@ -680,54 +692,4 @@ async fn concurrent_migrations_apply_once() {
         .try_get_by_index::<i64>(0)
         .unwrap();
     assert_eq!(applied, 2);
-}
-
-async fn publish(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    properties: BasicProperties,
-    body: &[u8],
-) {
-    let confirmation = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            body,
-            properties,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirmation.is_ack());
-}
-
-async fn dead_letter_reasons(channel: &Channel, queue: &str, count: usize) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for _ in 0..count {
-        let message = channel
-            .basic_get(
-                outbox::dead_letter_queue(queue).as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap()
-            .expect("a dead letter");
-        let headers = message
-            .delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_else(FieldTable::default);
-        let reason = match headers.inner().get(HEADER_DEAD_LETTER_REASON) {
-            Some(AMQPValue::LongString(text)) => {
-                String::from_utf8_lossy(text.as_bytes()).into_owned()
-            }
-            other => panic!("no reason header: {other:?}"),
-        };
-        reasons.push(reason);
-    }
-    reasons
 }

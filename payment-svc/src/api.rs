@@ -1,4 +1,9 @@
-//! The HTTP API: payments per order, and balances per customer for operators and demos.
+//! The HTTP API: payments per order, and balances per customer.
+//!
+//! Who may do what (every route needs a bearer token, see [`service_kit::auth`]): an operator
+//! everything; a customer may read their own account and the payments of their own orders, and
+//! nothing else. Another customer's account or payment answers 404 exactly like a missing one,
+//! so that a customer cannot even learn that it exists. Only an operator funds accounts.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -6,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use contracts::{CustomerId, Money, OrderId};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Forbidden};
 use service_kit::extract::{ApiJson, ApiPath};
 use service_kit::problem::Problem;
 use utoipa::ToSchema;
@@ -33,6 +39,12 @@ pub enum ApiError {
     /// The customer has no account.
     #[error("no account for customer {0}")]
     AccountNotFound(CustomerId),
+    /// The caller may not do this (a customer funding an account).
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// The request's path or body was refused by its extractor, whose problem is answered as is.
+    #[error("{}", .0.title)]
+    Request(Problem),
     /// The database failed (opaque to clients).
     #[error("database: {0}")]
     Database(#[from] DbErr),
@@ -49,6 +61,8 @@ impl IntoResponse for ApiError {
             ApiError::PaymentNotFound(_) | ApiError::AccountNotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "Not found").with_detail(self.to_string())
             }
+            ApiError::Forbidden(forbidden) => forbidden.problem(),
+            ApiError::Request(problem) => problem.clone(),
             ApiError::Database(cause) => Problem::internal(cause),
         };
         problem.into_response()
@@ -114,40 +128,60 @@ pub struct SetBalance {
 }
 
 /// Payment's decision for an order.
+///
+/// For an operator, or for the customer the payment belongs to. Anyone else gets 404, as for an
+/// order payment never heard of (so is everyone but an operator for a refund that came before
+/// any charge, which belongs to no customer).
 #[utoipa::path(
     get, path = "/payments/{order_id}",
     params(("order_id" = Uuid, Path, description = "The order")),
     responses(
         (status = 200, body = Payment),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No payment for the order, or it belongs to another customer", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_payment(
     State(db): State<DatabaseConnection>,
+    caller: Caller,
     ApiPath(order_id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Payment>, ApiError> {
     let order_id = OrderId::from(order_id);
-    match store::payment(&db, order_id).await? {
+    let visible = store::payment(&db, order_id)
+        .await?
+        .filter(|row| match row.customer_id {
+            Some(owner) => caller.may_act_for(owner),
+            // A tombstone belongs to no customer.
+            None => caller.is_operator(),
+        });
+    match visible {
         Some(row) => Ok(ApiJson(row.into())),
         None => Err(ApiError::PaymentNotFound(order_id)),
     }
 }
 
 /// A customer's balance.
+///
+/// For an operator, or for the customer themselves. Another customer's account answers 404, as
+/// a missing one does.
 #[utoipa::path(
     get, path = "/accounts/{customer_id}",
     params(("customer_id" = Uuid, Path, description = "The customer")),
     responses(
         (status = 200, body = Account),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No account for the customer, or it is another customer's", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_account(
     State(db): State<DatabaseConnection>,
+    caller: Caller,
     ApiPath(customer_id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Account>, ApiError> {
+    if !caller.may_act_for(customer_id) {
+        // Without a look at the database: the answer must not depend on whether it exists.
+        return Err(ApiError::AccountNotFound(customer_id.into()));
+    }
     let customer_id = CustomerId::from(customer_id);
     match store::account(&db, customer_id).await? {
         Some(row) => Ok(ApiJson(row.into())),
@@ -155,7 +189,10 @@ async fn get_account(
     }
 }
 
-/// Opens a customer's account or sets its balance.
+/// Opens a customer's account or sets its balance: operators only.
+///
+/// The only way money enters the system. A customer gets 403 whatever the path and body (the
+/// caller's right is checked before the request is read).
 #[utoipa::path(
     put, path = "/accounts/{customer_id}",
     params(("customer_id" = Uuid, Path, description = "The customer")),
@@ -164,6 +201,7 @@ async fn get_account(
         (status = 200, description = "Balance set", body = Account),
         (status = 201, description = "Account opened", body = Account),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an operator", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -171,9 +209,13 @@ async fn get_account(
 )]
 async fn put_account(
     State(db): State<DatabaseConnection>,
-    ApiPath(customer_id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<SetBalance>,
+    caller: Caller,
+    path: Result<ApiPath<Uuid>, Problem>,
+    body: Result<ApiJson<SetBalance>, Problem>,
 ) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let ApiPath(customer_id) = path.map_err(ApiError::Request)?;
+    let ApiJson(body) = body.map_err(ApiError::Request)?;
     let customer_id = CustomerId::from(customer_id);
     let balance = Money::new(body.balance).map_err(|error| ApiError::Invalid {
         field: "balance",

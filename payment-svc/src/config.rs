@@ -1,35 +1,68 @@
-//! Configuration from the environment.
+//! Configuration from the environment: [`Variables`] describes every variable the service
+//! reads; [`ENVIRONMENT`] and `payment-svc --help` are generated from it.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser};
 use contracts::Money;
-use service_kit::config::{
-    ConfigError, Lookup, database_max_connections_from, environment_lookup, optional_parsed_from,
-    required_from, socket_addr_from,
-};
+use service_kit::auth::{AuthConfig, AuthVariables};
+use service_kit::config::{ConfigError, Lookup, pool_size, seconds};
 
-/// Every environment variable the service reads (checked against `compose.yaml` by a test).
-pub const ENVIRONMENT: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "AMQP_URL",
-    "HTTP_ADDR",
-    "STARTUP_TIMEOUT_SECS",
-    "PAYMENT_DEMO_BALANCE",
-    "AMQP_PRODUCER_USERS",
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY_FILE",
-    "AUTH_JWT_ALGORITHM",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
+/// Every environment variable the service reads (checked against `compose.yaml` by a test),
+/// generated from [`Variables`], then `RUST_LOG` and `LOG_FORMAT`.
+pub static ENVIRONMENT: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| service_kit::config::service_environment(&DESCRIPTION));
+
+/// [`Variables`]' description, built once so that [`ENVIRONMENT`] can borrow its names.
+static DESCRIPTION: LazyLock<clap::Command> = LazyLock::new(Variables::command);
 
 /// The demo balance unless `PAYMENT_DEMO_BALANCE` says otherwise: none. A customer seen for
 /// the first time has no account, and their order fails payment until an operator funds one.
-pub const DEFAULT_BALANCE: i64 = 0;
+pub const DEFAULT_BALANCE: Money = Money::ZERO;
+
+/// Charges customers for reserved orders and refunds them.
+#[derive(Parser)]
+#[command(name = "payment-svc")]
+struct Variables {
+    /// The service's own PostgreSQL database, e.g.
+    /// `postgres://payment-svc:secret@payment-db:5432/payments`.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The size of the database pool, at least 1. Every replica of every service shares the
+    /// server's connection limit.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10", value_parser = pool_size)]
+    database_max_connections: u32,
+    /// The broker, as the service's own user, e.g. `amqp://payment-svc:secret@rabbitmq:5672/%2f`.
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: String,
+    /// The address the HTTP API listens on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8082")]
+    http_addr: SocketAddr,
+    /// How long to retry an unreachable database or broker at start before giving up, in
+    /// seconds.
+    #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value = "60", value_parser = seconds)]
+    startup_timeout: Duration,
+    /// For demos only: the balance, in minor units (an integer, at least 0), an account opens
+    /// with when a customer without one is first charged. 0 (the default) opens no account: only
+    /// an operator funds accounts.
+    #[arg(long, env = "PAYMENT_DEMO_BALANCE", default_value_t = DEFAULT_BALANCE, value_parser = money)]
+    demo_balance: Money,
+    /// The broker user of each producing service, as `service=user,…`; a service not named is
+    /// expected to publish as the user named after it (`order-svc`, …). A message from anyone
+    /// else is dead-lettered.
+    #[arg(long, env = "AMQP_PRODUCER_USERS")]
+    producers: Option<contracts::ProducerUsers>,
+    #[command(flatten)]
+    auth: AuthVariables,
+}
+
+/// An amount of minor units: an integer, at least 0.
+fn money(text: &str) -> Result<Money, String> {
+    let minor_units = text.parse::<i64>().map_err(|error| error.to_string())?;
+    Money::new(minor_units).map_err(|error| error.to_string())
+}
 
 /// The service's configuration.
 #[derive(Clone, Debug)]
@@ -53,46 +86,32 @@ pub struct Config {
     /// service's name); a message from anyone else is dead-lettered.
     pub producers: contracts::ProducerUsers,
     /// `AUTH_JWT_*`: how callers of the API are authenticated.
-    pub auth: service_kit::auth::AuthConfig,
+    pub auth: AuthConfig,
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment; `payment-svc --help` describes every variable instead.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(&environment_lookup)
+        Config::from_variables(service_kit::config::read_process_environment()?)
     }
 
     /// Reads variables through `lookup`.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+        Config::from_variables(service_kit::config::read(lookup)?)
+    }
+
+    fn from_variables(variables: Variables) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: required_from(lookup, "DATABASE_URL")?,
-            amqp_url: required_from(lookup, "AMQP_URL")?,
-            http_addr: socket_addr_from(lookup, "HTTP_ADDR", "0.0.0.0:8082")?,
-            startup_timeout: Duration::from_secs(optional_parsed_from(
-                lookup,
-                "STARTUP_TIMEOUT_SECS",
-                60u64,
-            )?),
-            database_max_connections: database_max_connections_from(lookup)?,
-            default_balance: money_from(lookup, "PAYMENT_DEMO_BALANCE", DEFAULT_BALANCE)?,
-            producers: optional_parsed_from(
-                lookup,
-                "AMQP_PRODUCER_USERS",
-                contracts::ProducerUsers::default(),
-            )?,
-            auth: service_kit::auth::AuthConfig::from_lookup(lookup)?,
+            database_url: variables.database_url,
+            amqp_url: variables.amqp_url,
+            http_addr: variables.http_addr,
+            startup_timeout: variables.startup_timeout,
+            database_max_connections: variables.database_max_connections,
+            default_balance: variables.demo_balance,
+            producers: variables.producers.unwrap_or_default(),
+            auth: AuthConfig::from_variables(variables.auth)?,
         })
     }
-}
-
-/// An amount of minor units (an integer, at least 0), or `default` when unset or empty.
-fn money_from(lookup: Lookup<'_>, name: &'static str, default: i64) -> Result<Money, ConfigError> {
-    let minor_units: i64 = optional_parsed_from(lookup, name, default)?;
-    Money::new(minor_units).map_err(|error| ConfigError::Invalid {
-        name,
-        value: minor_units.to_string(),
-        reason: error.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -101,60 +120,105 @@ mod tests {
 
     use super::*;
 
-    fn config(variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut all: HashMap<String, String> = [
-            ("DATABASE_URL", "postgres://localhost/payment"),
-            ("AMQP_URL", "amqp://localhost"),
-            ("AUTH_JWT_SECRET", "a test secret that is at least 32 bytes long"),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect();
-        for (name, value) in variables {
-            all.insert((*name).to_owned(), (*value).to_owned());
-        }
-        Config::from_lookup(&|name: &str| all.get(name).cloned())
-    }
+    /// What a read shows: (demo balance, pool size, startup timeout, http address), or the
+    /// variable its error names and a piece of its message.
+    type Read = Result<(i64, u32, u64, &'static str), (&'static str, &'static str)>;
 
-    #[test]
-    fn defaults_apply_when_unset_or_empty() {
-        for variables in [&[][..], &[("PAYMENT_DEMO_BALANCE", "")][..]] {
-            let config = config(variables).unwrap();
-            assert_eq!(config.default_balance.minor_units(), 0);
-            assert_eq!(config.http_addr.to_string(), "0.0.0.0:8082");
-            assert_eq!(config.startup_timeout, Duration::from_secs(60));
-        }
-    }
+    const REQUIRED: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://localhost/payment"),
+        ("AMQP_URL", "amqp://localhost"),
+        (
+            "AUTH_JWT_SECRET",
+            "a test secret that is at least 32 bytes long",
+        ),
+    ];
 
-    #[test]
-    fn the_default_balance_is_a_non_negative_integer() {
-        let cases: &[(&str, Option<i64>)] = &[
-            ("0", Some(0)),
-            ("2500", Some(2_500)),
-            ("-1", None),
-            ("12.50", None),
-            ("lots", None),
-            ("99999999999999999999", None),
-        ];
-        for &(value, expected) in cases {
-            let read = config(&[("PAYMENT_DEMO_BALANCE", value)]);
-            match expected {
-                Some(minor_units) => {
-                    assert_eq!(read.unwrap().default_balance.minor_units(), minor_units)
-                }
-                None => {
-                    let error = read.unwrap_err();
-                    assert_eq!(error.variable(), "PAYMENT_DEMO_BALANCE", "{value}");
-                    assert!(error.to_string().contains(value), "{error}");
-                }
+    /// Reads [`REQUIRED`] with `changes` applied (an empty value unsets) and compares.
+    fn check(changes: &[(&str, &str)], expected: Read) {
+        let mut variables: HashMap<&str, &str> = REQUIRED.into_iter().collect();
+        variables.extend(changes.iter().copied());
+        let read = Config::from_lookup(&|name: &str| variables.get(name).map(|v| (*v).to_owned()));
+        match (read, expected) {
+            (Ok(config), Ok((balance, pool, startup, addr))) => {
+                assert_eq!(config.default_balance.minor_units(), balance, "{changes:?}");
+                assert_eq!(config.database_max_connections, pool, "{changes:?}");
+                assert_eq!(config.startup_timeout.as_secs(), startup, "{changes:?}");
+                assert_eq!(config.http_addr.to_string(), addr, "{changes:?}");
             }
+            (Err(error), Err((variable, piece))) => {
+                assert_eq!(error.variable(), variable, "{changes:?}: {error}");
+                assert!(error.to_string().contains(piece), "{changes:?}: {error}");
+            }
+            (Ok(_), Err(expected)) => panic!("{changes:?}: read, expected {expected:?}"),
+            (Err(error), Ok(_)) => panic!("{changes:?}: {error}"),
         }
     }
 
     #[test]
-    fn environment_lists_every_variable() {
-        assert!(ENVIRONMENT.contains(&"PAYMENT_DEMO_BALANCE"));
-        assert!(ENVIRONMENT.contains(&"DATABASE_MAX_CONNECTIONS"));
-        assert_eq!(ENVIRONMENT.len(), 8);
+    fn reads_the_environment_with_defaults() {
+        let balance = |value| [("PAYMENT_DEMO_BALANCE", value)];
+        let cases: &[(&[(&str, &str)], Read)] = &[
+            (&[], Ok((0, 10, 60, "0.0.0.0:8082"))),
+            (&balance(""), Ok((0, 10, 60, "0.0.0.0:8082"))),
+            (&balance("0"), Ok((0, 10, 60, "0.0.0.0:8082"))),
+            (&balance("2500"), Ok((2_500, 10, 60, "0.0.0.0:8082"))),
+            (&balance("-1"), Err(("PAYMENT_DEMO_BALANCE", "\"-1\""))),
+            (
+                &balance("12.50"),
+                Err(("PAYMENT_DEMO_BALANCE", "\"12.50\"")),
+            ),
+            (&balance("lots"), Err(("PAYMENT_DEMO_BALANCE", "\"lots\""))),
+            (
+                &balance("99999999999999999999"),
+                Err(("PAYMENT_DEMO_BALANCE", "\"99999999999999999999\"")),
+            ),
+            (
+                &[
+                    ("DATABASE_MAX_CONNECTIONS", "2"),
+                    ("STARTUP_TIMEOUT_SECS", "1"),
+                    ("HTTP_ADDR", "127.0.0.1:9002"),
+                ],
+                Ok((0, 2, 1, "127.0.0.1:9002")),
+            ),
+            (
+                &[("DATABASE_MAX_CONNECTIONS", "0")],
+                Err(("DATABASE_MAX_CONNECTIONS", "at least 1")),
+            ),
+            (
+                &[("HTTP_ADDR", "nowhere")],
+                Err(("HTTP_ADDR", "\"nowhere\"")),
+            ),
+            (
+                &[("DATABASE_URL", "")],
+                Err(("DATABASE_URL", "is required")),
+            ),
+            (&[("AMQP_URL", "")], Err(("AMQP_URL", "is required"))),
+            (
+                &[("AUTH_JWT_SECRET", "")],
+                Err(("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE", "is required")),
+            ),
+        ];
+        for (changes, expected) in cases {
+            check(changes, *expected);
+        }
+    }
+
+    #[test]
+    fn the_environment_lists_every_variable_once() {
+        let mut unique = ENVIRONMENT.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ENVIRONMENT.len(), "{:?}", *ENVIRONMENT);
+        let listed = |variable: &&str| ENVIRONMENT.contains(variable);
+        assert!(service_kit::auth::ENVIRONMENT.iter().all(listed));
+        assert!(
+            [
+                "PAYMENT_DEMO_BALANCE",
+                "DATABASE_MAX_CONNECTIONS",
+                "RUST_LOG"
+            ]
+            .iter()
+            .all(listed)
+        );
     }
 }

@@ -13,7 +13,8 @@ pub mod account {
         pub customer_id: Uuid,
         /// What the customer can spend, in minor units.
         pub balance: i64,
-        /// When the account was opened (first charge, or `PUT /accounts/{customer_id}`).
+        /// When the account was opened: by an operator (`PUT /accounts/{customer_id}`), or, in
+        /// demos with `PAYMENT_DEMO_BALANCE` set, by the customer's first charge.
         pub created_at: DateTimeUtc,
         /// Last change.
         pub updated_at: DateTimeUtc,

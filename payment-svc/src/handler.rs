@@ -11,7 +11,8 @@ use crate::store::{self, ChargeOutcome, RefundOutcome};
 /// Handles `StockReserved` and `RefundPayment` inside the consumer's transaction, publishing
 /// the answer through the outbox in the same transaction.
 pub struct PaymentHandler {
-    /// The balance a customer's account opens with at their first charge.
+    /// `PAYMENT_DEMO_BALANCE`: for demos only, the balance an account opens with when a
+    /// customer without one is charged; 0 (the default) opens none, and the charge fails.
     pub default_balance: Money,
 }
 
@@ -29,6 +30,7 @@ impl Handler for PaymentHandler {
                         info!(%payment_id, amount = %reserved.total, customer_id = %reserved.customer_id, "payment charged");
                         let succeeded = PaymentSucceeded {
                             order_id: reserved.order_id,
+                            customer_id: reserved.customer_id,
                             payment_id,
                             amount: reserved.total,
                         };
@@ -40,6 +42,7 @@ impl Handler for PaymentHandler {
                             transaction,
                             &PaymentFailed {
                                 order_id: reserved.order_id,
+                                customer_id: reserved.customer_id,
                                 reason,
                             },
                             cause,

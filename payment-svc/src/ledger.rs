@@ -1,6 +1,6 @@
 //! Pure payment rules, separate from the database.
 
-use contracts::Money;
+use contracts::{CustomerId, Money};
 
 /// Where an order's payment stands. Stored as its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,12 @@ impl PaymentStatus {
 /// `insufficient balance: 1500 needed, 900 available`.
 pub fn insufficient_balance(needed: Money, available: i64) -> String {
     format!("insufficient balance: {needed} needed, {available} available")
+}
+
+/// Why a charge failed for a customer payment has no account for, when no demo balance opens
+/// one: `customer <id> has no account; an operator must fund one`.
+pub fn no_account(customer_id: CustomerId) -> String {
+    format!("customer {customer_id} has no account; an operator must fund one")
 }
 
 /// What a refund request does to an order's payment.
@@ -94,6 +100,16 @@ mod tests {
         for (needed, available, expected) in cases {
             assert_eq!(insufficient_balance(money(needed), available), expected);
         }
+    }
+
+    #[test]
+    fn the_no_account_reason_names_the_customer_and_the_remedy() {
+        let customer_id: CustomerId = "0199c3e1-0000-7000-8000-0000000000c1".parse().unwrap();
+        assert_eq!(
+            no_account(customer_id),
+            "customer 0199c3e1-0000-7000-8000-0000000000c1 has no account; an operator must \
+             fund one"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! payment-svc: charges customers for reserved orders and refunds them.
 //!
-//! It consumes `StockReserved` (charge the order's total to its customer, opening the account
-//! with `PAYMENT_DEFAULT_BALANCE` the first time) and `RefundPayment` (give a charge back, or
-//! leave a tombstone if nothing was charged yet), and publishes `PaymentSucceeded`,
+//! It consumes `StockReserved` (charge the order's total to its customer; a customer without an
+//! account fails payment, since only an operator funds accounts — unless a demo balance,
+//! `PAYMENT_DEMO_BALANCE`, opens one) and `RefundPayment` (give a charge back, or leave a
+//! tombstone if nothing was charged yet), and publishes `PaymentSucceeded`,
 //! `PaymentFailed` and `PaymentRefunded` through its outbox. Every order is decided at most
 //! once, whatever the duplicates, races and replicas; no balance ever goes negative.
 //!
@@ -75,6 +76,11 @@ async fn start(
         .fold(Readiness::new(), |readiness, (name, probe)| {
             readiness.with_check(name, move || probe())
         });
-    let router = service_router(api::routes(messaging.db.clone()), readiness, "payment-svc", config.auth.authenticator.clone())?;
+    let router = service_router(
+        api::routes(messaging.db.clone()),
+        readiness,
+        "payment-svc",
+        config.auth.authenticator.clone(),
+    )?;
     Ok((router, messaging.background))
 }

@@ -11,6 +11,10 @@
 //! **Never overdrawn.** Money leaves an account only under the account's row lock, after the
 //! locked balance was found sufficient; the `CHECK (balance >= 0)` backs it up. Locks are taken
 //! account first, then payment, in both charge and refund.
+//!
+//! **No money from nowhere.** A charge never opens a funded account for a customer payment has
+//! not heard of (unless a demo balance is configured): the order fails payment, recorded like
+//! any other decision, and only an operator funds accounts.
 
 use contracts::{CustomerId, Money, OrderId, PaymentId, StockReserved};
 use sea_orm::{
@@ -19,7 +23,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, payment};
-use crate::ledger::{PaymentStatus, RefundPlan, insufficient_balance};
+use crate::ledger::{PaymentStatus, RefundPlan, insufficient_balance, no_account};
 
 /// What a charge request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +137,7 @@ async fn open_account<C: ConnectionTrait>(
     Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
 }
 
-fn no_account(customer_id: CustomerId) -> DbErr {
+fn missing_account(customer_id: CustomerId) -> DbErr {
     DbErr::RecordNotFound(format!("account of customer {customer_id}"))
 }
 
@@ -153,31 +157,41 @@ async fn lock_balance<C: ConnectionTrait>(
     row.map(|row| row.try_get_by_index(0)).transpose()
 }
 
-/// Charges the order's total to its customer, opening the account with `default_balance` if
-/// the customer is new. Decides at most once per order (see the module documentation).
+/// Charges the order's total to its customer. Decides at most once per order (see the module
+/// documentation).
+///
+/// A customer without an account is not charged: the charge fails with
+/// [`no_account`](crate::ledger::no_account) and no account is opened, because only an operator
+/// funds accounts (`PUT /accounts/{customer_id}`). Only for demos, a positive `demo_balance`
+/// (`PAYMENT_DEMO_BALANCE`) opens the account with that balance and charges it.
 ///
 /// Three round trips in the usual case: look for an earlier decision, lock the account and
 /// read its balance, then [`decide`] in one statement.
 pub async fn charge<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     request: &StockReserved,
-    default_balance: Money,
+    demo_balance: Money,
 ) -> Result<ChargeOutcome, DbErr> {
     let (order_id, customer_id) = (request.order_id, request.customer_id);
     if let Some(status) = status_of(db, order_id).await? {
         return Ok(ChargeOutcome::AlreadyDecided(status));
     }
     if let Some(available) = lock_balance(db, customer_id).await? {
-        return decide(db, request, available).await;
+        return decide(db, request, Some(available)).await;
     }
-    // A new customer. The account is opened in a savepoint, so that a charge that loses the
-    // race for its order leaves no account behind.
+    if demo_balance == Money::ZERO {
+        // Nothing to lock: an account an operator opens meanwhile does not change a decision
+        // taken before it existed.
+        return decide(db, request, None).await;
+    }
+    // A demo's new customer. The account is opened in a savepoint, so that a charge that loses
+    // the race for its order leaves no account behind.
     let attempt = db.begin().await?;
-    open_account(&attempt, customer_id, default_balance).await?;
+    open_account(&attempt, customer_id, demo_balance).await?;
     let available = lock_balance(&attempt, customer_id)
         .await?
-        .ok_or_else(|| no_account(customer_id))?;
-    let outcome = decide(&attempt, request, available).await?;
+        .ok_or_else(|| missing_account(customer_id))?;
+    let outcome = decide(&attempt, request, Some(available)).await?;
     match outcome {
         ChargeOutcome::AlreadyDecided(_) => attempt.rollback().await?,
         ChargeOutcome::Charged(_) | ChargeOutcome::Failed(_) => attempt.commit().await?,
@@ -185,32 +199,37 @@ pub async fn charge<C: ConnectionTrait + TransactionTrait>(
     Ok(outcome)
 }
 
-/// Decides the charge against the customer's locked `available` balance, in one statement:
-/// records the decision (guarded by the payments primary key) and moves the money only if that
-/// record was written and says `Charged`. A lost race moves nothing.
+/// Decides the charge against the customer's locked `available` balance (`None`: the customer
+/// has no account, so the charge fails), in one statement: records the decision (guarded by the
+/// payments primary key) and moves the money only if that record was written and says
+/// `Charged`. A lost race moves nothing.
 async fn decide<C: ConnectionTrait>(
     db: &C,
     request: &StockReserved,
-    available: i64,
+    available: Option<i64>,
 ) -> Result<ChargeOutcome, DbErr> {
     let (order_id, customer_id, amount) = (request.order_id, request.customer_id, request.total);
-    // The account is locked: the balance read is the balance the update will see.
-    let (outcome, payment_id, status, reason) = if available >= amount.minor_units() {
-        let payment_id = PaymentId::generate();
-        (
-            ChargeOutcome::Charged(payment_id),
-            Some(payment_id.as_uuid()),
-            PaymentStatus::Charged,
-            None,
-        )
-    } else {
-        let reason = insufficient_balance(amount, available);
+    let failed = |reason: String| {
         (
             ChargeOutcome::Failed(reason.clone()),
             None,
             PaymentStatus::Failed,
             Some(reason),
         )
+    };
+    // The account is locked: the balance read is the balance the update will see.
+    let (outcome, payment_id, status, reason) = match available {
+        Some(available) if available >= amount.minor_units() => {
+            let payment_id = PaymentId::generate();
+            (
+                ChargeOutcome::Charged(payment_id),
+                Some(payment_id.as_uuid()),
+                PaymentStatus::Charged,
+                None,
+            )
+        }
+        Some(available) => failed(insufficient_balance(amount, available)),
+        None => failed(no_account(customer_id)),
     };
     let recorded = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -290,7 +309,7 @@ pub async fn refund<C: ConnectionTrait>(
         .ok_or_else(|| corrupt(order_id, "charged without a customer"))?;
     lock_balance(db, customer_id)
         .await?
-        .ok_or_else(|| no_account(customer_id))?;
+        .ok_or_else(|| missing_account(customer_id))?;
     let marked = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

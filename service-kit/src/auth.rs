@@ -31,7 +31,8 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -39,6 +40,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use clap::CommandFactory;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -50,14 +52,19 @@ use crate::problem::Problem;
 /// The scope that makes a caller an operator.
 pub const OPERATOR_SCOPE: &str = "operator";
 
-/// Every variable [`AuthConfig`] reads.
-pub const ENVIRONMENT: &[&str] = &[
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY_FILE",
-    "AUTH_JWT_ALGORITHM",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-];
+/// Every variable [`AuthConfig`] reads, generated from [`AuthVariables`].
+pub static ENVIRONMENT: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| crate::config::variables(&DESCRIPTION));
+
+/// [`AuthVariables`]' description, built once so that [`ENVIRONMENT`] can borrow its names.
+static DESCRIPTION: LazyLock<clap::Command> = LazyLock::new(AuthVariables::command);
+
+/// The variable of the HS256 secret.
+const SECRET: &str = "AUTH_JWT_SECRET";
+/// The variable of the public key's file.
+const PUBLIC_KEY_FILE: &str = "AUTH_JWT_PUBLIC_KEY_FILE";
+/// The variable of the public key's algorithm.
+const ALGORITHM: &str = "AUTH_JWT_ALGORITHM";
 
 /// The shortest HS256 secret accepted: shorter ones can be brute-forced from one token.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -328,7 +335,10 @@ impl Authenticator {
 
     /// Also require `iss` to be `issuer`.
     pub fn with_issuer(mut self, issuer: &str) -> Authenticator {
-        Arc::make_mut(&mut self.validation).set_issuer(&[issuer]);
+        let validation = Arc::make_mut(&mut self.validation);
+        validation.set_issuer(&[issuer]);
+        // Without this a token that has no `iss` at all would pass.
+        validation.required_spec_claims.insert("iss".to_owned());
         self
     }
 
@@ -337,6 +347,7 @@ impl Authenticator {
         let validation = Arc::make_mut(&mut self.validation);
         validation.set_audience(&[audience]);
         validation.validate_aud = true;
+        validation.required_spec_claims.insert("aud".to_owned());
         self
     }
 
@@ -414,6 +425,38 @@ pub async fn authenticate(
     }
 }
 
+/// The variables of [`AuthConfig`], as a clap description: every service flattens them into its
+/// own (`#[command(flatten)] auth: AuthVariables`) and turns them into an [`AuthConfig`] with
+/// [`AuthConfig::from_variables`].
+// No `Debug`: it would print the secret.
+#[derive(clap::Parser, Clone)]
+pub struct AuthVariables {
+    /// The HS256 secret tokens are signed with, at least 32 bytes: for local runs, tests and
+    /// compose (whose value is a published development secret). Set this or
+    /// AUTH_JWT_PUBLIC_KEY_FILE, not both: a service with neither refuses to start.
+    #[arg(long, env = SECRET, hide_env_values = true)]
+    pub secret: Option<String>,
+    /// A PEM file with the public key of the identity provider that signs the tokens: for
+    /// production. Set this or AUTH_JWT_SECRET, not both.
+    #[arg(long, env = PUBLIC_KEY_FILE)]
+    pub public_key_file: Option<PathBuf>,
+    /// The algorithm of the public key's tokens: RS256 unless set, or PS256, ES256, ES384,
+    /// EdDSA, …; with AUTH_JWT_SECRET only HS256.
+    #[arg(long, env = ALGORITHM, value_parser = algorithm)]
+    pub algorithm: Option<Algorithm>,
+    /// When set, the `iss` every token must carry; unset, `iss` is not checked.
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// When set, the `aud` every token must carry; unset, `aud` is not checked.
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+}
+
+fn algorithm(text: &str) -> Result<Algorithm, String> {
+    text.parse::<Algorithm>()
+        .map_err(|_| "not a JWT algorithm (RS256, PS256, ES256, EdDSA, …)".to_owned())
+}
+
 /// The authentication settings of a service, from [`ENVIRONMENT`].
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
@@ -429,61 +472,65 @@ impl AuthConfig {
 
     /// Reads variables through `lookup`; reads the key file if one is named.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<AuthConfig, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let invalid = |name: &'static str, value: String, reason: String| ConfigError::Invalid {
-            name,
+        AuthConfig::from_variables(crate::config::read(lookup)?)
+    }
+
+    /// The settings `variables` make; reads the key file if one is named.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming both keys when neither is set, and naming the variable at fault
+    /// when both are, when the secret is too short, when the algorithm does not fit the key, or
+    /// when the key file cannot be read or holds no usable key.
+    pub fn from_variables(variables: AuthVariables) -> Result<AuthConfig, ConfigError> {
+        let invalid = |name: &str, value: String, reason: String| ConfigError::Invalid {
+            name: name.to_owned(),
             value,
             reason,
         };
-        let algorithm = match get("AUTH_JWT_ALGORITHM") {
-            None => None,
-            Some(text) => Some(text.parse::<Algorithm>().map_err(|_| {
-                invalid(
-                    "AUTH_JWT_ALGORITHM",
-                    text,
-                    "not a JWT algorithm (RS256, PS256, ES256, EdDSA, …)".into(),
-                )
-            })?),
-        };
-        let authenticator = match (get("AUTH_JWT_SECRET"), get("AUTH_JWT_PUBLIC_KEY_FILE")) {
+        let AuthVariables {
+            secret,
+            public_key_file,
+            algorithm,
+            issuer,
+            audience,
+        } = variables;
+        let authenticator = match (secret, public_key_file) {
             (None, None) => {
                 return Err(ConfigError::Missing {
-                    name: "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE",
+                    name: format!("{SECRET} or {PUBLIC_KEY_FILE}"),
                 });
             }
             (Some(_), Some(path)) => {
                 return Err(invalid(
-                    "AUTH_JWT_PUBLIC_KEY_FILE",
-                    path,
-                    "set either AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE, not both".into(),
+                    PUBLIC_KEY_FILE,
+                    path.display().to_string(),
+                    format!("set either {SECRET} or {PUBLIC_KEY_FILE}, not both"),
                 ));
             }
             (Some(secret), None) => {
-                if let Some(other) = algorithm.filter(|&algorithm| algorithm != Algorithm::HS256)
-                {
+                if let Some(other) = algorithm.filter(|&algorithm| algorithm != Algorithm::HS256) {
                     return Err(invalid(
-                        "AUTH_JWT_ALGORITHM",
+                        ALGORITHM,
                         format!("{other:?}"),
-                        "AUTH_JWT_SECRET signs with HS256 only".into(),
+                        format!("{SECRET} signs with HS256 only"),
                     ));
                 }
-                Authenticator::hs256(secret.as_bytes()).map_err(|error| {
-                    invalid("AUTH_JWT_SECRET", "(hidden)".into(), error.to_string())
-                })?
+                Authenticator::hs256(secret.as_bytes())
+                    .map_err(|error| invalid(SECRET, "(hidden)".into(), error.to_string()))?
             }
             (None, Some(path)) => {
-                let pem = std::fs::read(&path).map_err(|error| {
-                    invalid("AUTH_JWT_PUBLIC_KEY_FILE", path.clone(), error.to_string())
-                })?;
+                let shown = path.display().to_string();
+                let pem = std::fs::read(&path)
+                    .map_err(|error| invalid(PUBLIC_KEY_FILE, shown.clone(), error.to_string()))?;
                 Authenticator::public_key(&pem, algorithm.unwrap_or(Algorithm::RS256))
-                    .map_err(|error| invalid("AUTH_JWT_PUBLIC_KEY_FILE", path, error.to_string()))?
+                    .map_err(|error| invalid(PUBLIC_KEY_FILE, shown, error.to_string()))?
             }
         };
-        let authenticator = match get("AUTH_JWT_ISSUER") {
+        let authenticator = match issuer {
             Some(issuer) => authenticator.with_issuer(&issuer),
             None => authenticator,
         };
-        let authenticator = match get("AUTH_JWT_AUDIENCE") {
+        let authenticator = match audience {
             Some(audience) => authenticator.with_audience(&audience),
             None => authenticator,
         };

@@ -1,16 +1,51 @@
-//! Configuration from environment variables; every error names the variable.
+//! Configuration from environment variables, described once per service; every error names the
+//! variable.
 //!
-//! Each reader comes twice: `required`, `optional_parsed` and `socket_addr` read the process
-//! environment, and `*_from` read through a [`Lookup`] so tests can hand in a map instead of
-//! mutating the environment (`std::env::set_var` is `unsafe` in edition 2024). The former are
-//! thin wrappers over the latter.
+//! A service declares every variable it reads as a field of one `#[derive(clap::Parser)]`
+//! struct, `#[arg(long, env = "NAME", default_value = …)]`, whose doc comment says what the
+//! variable means. From that one description come the parse ([`read`]), the list of variables
+//! that `compose.yaml` is checked against ([`service_environment`]) and the text `--help` prints
+//! ([`describe`]): a variable cannot be read without being documented, or documented without
+//! being read. Every variable needs a `long` name too: that is how its value reaches clap.
+//!
+//! Values come through a [`Lookup`], so tests hand in a map instead of mutating the process
+//! environment (`std::env::set_var` is `unsafe` in edition 2024): [`read`] turns each variable
+//! the lookup knows into its `--long=value` argument and lets clap parse them, with clap's own
+//! reading of the process environment switched off so that nothing else leaks in.
 //!
 //! An empty value counts as unset: orchestrators often render an unset template variable as the
 //! empty string, and "empty" is never a useful address, URL or number.
+//!
+//! ```
+//! use clap::Parser;
+//! use service_kit::config::{read, seconds};
+//!
+//! /// A worker.
+//! #[derive(Parser)]
+//! struct Variables {
+//!     /// The broker.
+//!     #[arg(long, env = "AMQP_URL")]
+//!     amqp_url: String,
+//!     /// How long to wait for the broker at start, in seconds.
+//!     #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value = "60", value_parser = seconds)]
+//!     startup_timeout: std::time::Duration,
+//! }
+//!
+//! let lookup = |name: &str| (name == "AMQP_URL").then(|| "amqp://broker".to_owned());
+//! let variables: Variables = read(&lookup).unwrap();
+//! assert_eq!(variables.startup_timeout.as_secs(), 60);
+//!
+//! let error = read::<Variables>(&|_: &str| None).err().unwrap();
+//! assert_eq!(error.to_string(), "environment variable AMQP_URL is required (it is unset or empty)");
+//! ```
 
-use std::fmt::Display;
-use std::net::SocketAddr;
-use std::str::FromStr;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::num::ParseIntError;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, Command, Parser};
 
 /// A source of variables: returns the value of the named variable, or `None` when unset.
 ///
@@ -18,20 +53,35 @@ use std::str::FromStr;
 /// `&|name: &str| variables.get(name).cloned()`.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The variables [`crate::telemetry`] reads, with their defaults and meaning: every service reads
+/// them besides those of its own description.
+pub const TELEMETRY_VARIABLES: [(&str, &str, &str); 2] = [
+    (
+        "RUST_LOG",
+        crate::telemetry::DEFAULT_FILTER,
+        "Which log lines are written: an `EnvFilter` directive list (e.g. `info,order_svc=debug`)",
+    ),
+    (
+        "LOG_FORMAT",
+        "text",
+        "`text` (for people) or `json` (one object per line, for log stores)",
+    ),
+];
+
 /// A configuration variable is missing or cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A required variable is unset or empty.
     #[error("environment variable {name} is required (it is unset or empty)")]
     Missing {
-        /// The variable.
-        name: &'static str,
+        /// The variable (or, where either of two will do, both names).
+        name: String,
     },
     /// A variable's value (or the default used in its place) does not parse.
     #[error("environment variable {name} has an invalid value {value:?}: {reason}")]
     Invalid {
         /// The variable.
-        name: &'static str,
+        name: String,
         /// The offending value, as read.
         value: String,
         /// The parser's reason.
@@ -41,7 +91,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The variable the error is about.
-    pub fn variable(&self) -> &'static str {
+    pub fn variable(&self) -> &str {
         match self {
             ConfigError::Missing { name } | ConfigError::Invalid { name, .. } => name,
         }
@@ -56,115 +106,236 @@ pub fn environment_lookup(name: &str) -> Option<String> {
     std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
-/// The value of a variable that must be set and non-empty.
+/// Parses the variables `V` describes, reading them through `lookup`.
 ///
 /// # Errors
-/// [`ConfigError::Missing`] when the variable is unset or empty.
-pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    required_from(&environment_lookup, name)
-}
-
-/// [`required`], reading through `lookup`.
-///
-/// # Errors
-/// [`ConfigError::Missing`] when the variable is unset or empty.
-pub fn required_from(lookup: Lookup<'_>, name: &'static str) -> Result<String, ConfigError> {
-    match non_empty(lookup, name) {
-        Some(value) => Ok(value),
-        None => Err(ConfigError::Missing { name }),
+/// [`ConfigError::Missing`] for a required variable that is unset or empty;
+/// [`ConfigError::Invalid`] for a value (or default) its parser refuses, with the parser's reason.
+pub fn read<V: Parser>(lookup: Lookup<'_>) -> Result<V, ConfigError> {
+    let description = V::command();
+    let mut arguments = Vec::new();
+    for (variable, long, _argument) in variable_arguments(&description) {
+        match lookup(variable) {
+            Some(value) if !value.is_empty() => arguments.push(format!("--{long}={value}")),
+            Some(_) | None => {}
+        }
     }
+    // Without their `env`, the arguments take their values from `arguments` alone: the process
+    // environment must not leak into a test's lookup.
+    let parser = description
+        .clone()
+        .no_binary_name(true)
+        .mut_args(|argument| argument.env(None::<&'static str>));
+    let matches = parser
+        .try_get_matches_from(arguments)
+        .map_err(|error| config_error(&description, &error))?;
+    V::from_arg_matches(&matches).map_err(|error| config_error(&description, &error))
 }
 
-/// The parsed value of a variable, or `default` when it is unset or empty.
+/// [`read`] from the process environment, after answering `--help` (or `-h`, the only
+/// command-line argument a service takes) with [`describe`] and exiting.
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] naming the variable, the value and the parser's reason.
-pub fn optional_parsed<T>(name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    optional_parsed_from(&environment_lookup, name, default)
+/// As [`read`].
+pub fn read_process_environment<V: Parser>() -> Result<V, ConfigError> {
+    let arguments: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|argument| argument.to_string_lossy().into_owned())
+        .collect();
+    match arguments.as_slice() {
+        [] => {}
+        [flag] if flag == "--help" || flag == "-h" => {
+            let text = describe(&V::command());
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => std::process::exit(0),
+                Err(_) => std::process::exit(1),
+            }
+        }
+        // Before this description existed, arguments were ignored silently; a warning at least
+        // tells the operator that a flag changes nothing.
+        _ => tracing::warn!(
+            ?arguments,
+            "ignoring command-line arguments: every setting is an environment variable (see --help)"
+        ),
+    }
+    read(&environment_lookup)
 }
 
-/// [`optional_parsed`], reading through `lookup`.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] naming the variable, the value and the parser's reason.
-pub fn optional_parsed_from<T>(
-    lookup: Lookup<'_>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    let Some(value) = non_empty(lookup, name) else {
-        return Ok(default);
+/// Every variable `description` reads, in the order it declares them.
+pub fn variables(description: &'static Command) -> Vec<&'static str> {
+    variable_arguments(description)
+        .map(|(variable, _long, _argument)| variable)
+        .collect()
+}
+
+/// Every variable a service reads: those of its `description`, then [`TELEMETRY_VARIABLES`].
+pub fn service_environment(description: &'static Command) -> Vec<&'static str> {
+    let mut names = variables(description);
+    names.extend(TELEMETRY_VARIABLES.map(|(name, _default, _meaning)| name));
+    names
+}
+
+/// The text `<service> --help` prints: what the service is, then every variable it reads with
+/// its default (or that it is required) and its meaning.
+pub fn describe(description: &Command) -> String {
+    let mut text = String::new();
+    let about = match description.get_long_about().or(description.get_about()) {
+        Some(about) => format!(": {about}"),
+        None => String::new(),
     };
-    parse(name, value)
+    let _ = writeln!(text, "{}{about}\n", description.get_name());
+    let _ = writeln!(
+        text,
+        "Every setting is an environment variable; an empty value counts as unset.\n"
+    );
+    for (variable, _long, argument) in variable_arguments(description) {
+        let default = argument
+            .get_default_values()
+            .iter()
+            .map(|value| value.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(",");
+        let meaning = argument
+            .get_long_help()
+            .or(argument.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        write_variable(
+            &mut text,
+            variable,
+            &default,
+            argument.is_required_set(),
+            &meaning,
+        );
+    }
+    for (variable, default, meaning) in TELEMETRY_VARIABLES {
+        write_variable(&mut text, variable, default, false, meaning);
+    }
+    text
 }
 
-/// A socket address such as `HTTP_ADDR=0.0.0.0:8080`, or `default` when unset or empty.
-///
-/// The default is a string so call sites read like the variable would; if it does not parse,
-/// the error names the variable and the default.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] when the value (or the default) is not an `ip:port` address.
-pub fn socket_addr(name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
-    socket_addr_from(&environment_lookup, name, default)
-}
-
-/// [`socket_addr`], reading through `lookup`.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] when the value (or the default) is not an `ip:port` address.
-pub fn socket_addr_from(
-    lookup: Lookup<'_>,
-    name: &'static str,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
-    let value = match non_empty(lookup, name) {
-        Some(value) => value,
-        None => default.to_owned(),
+fn write_variable(text: &mut String, variable: &str, default: &str, required: bool, meaning: &str) {
+    let condition = match (required, default.is_empty()) {
+        (true, _) => " (required)".to_owned(),
+        (false, true) => String::new(),
+        (false, false) => format!(" (default {default})"),
     };
-    parse(name, value)
+    let _ = writeln!(text, "{variable}{condition}");
+    for paragraph in meaning.lines() {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > HELP_WIDTH {
+                let _ = writeln!(text, "    {line}");
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        let _ = writeln!(text, "    {line}");
+    }
+    text.push('\n');
 }
 
-fn non_empty(lookup: Lookup<'_>, name: &str) -> Option<String> {
-    match lookup(name) {
-        Some(value) if !value.is_empty() => Some(value),
-        Some(_) | None => None,
+/// The width of a line of meaning in [`describe`], after its indent: a terminal's 100 columns.
+const HELP_WIDTH: usize = 96;
+
+/// A whole number of seconds, such as `STARTUP_TIMEOUT_SECS=60` (a `value_parser`).
+///
+/// # Errors
+/// The integer parser's, for anything but a non-negative integer.
+pub fn seconds(text: &str) -> Result<Duration, ParseIntError> {
+    text.parse().map(Duration::from_secs)
+}
+
+/// A whole number of seconds, at least 1 (a `value_parser`).
+///
+/// # Errors
+/// For anything but an integer of at least 1.
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(error) => Err(error.to_string()),
     }
 }
 
-fn parse<T>(name: &'static str, value: String) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    match value.parse::<T>() {
-        Ok(parsed) => Ok(parsed),
-        Err(error) => Err(ConfigError::Invalid {
-            name,
-            reason: error.to_string(),
-            value,
-        }),
+/// The size of a database pool, such as `DATABASE_MAX_CONNECTIONS=10`: at least 1 (a
+/// `value_parser`).
+///
+/// # Errors
+/// For anything but an integer of at least 1.
+pub fn pool_size(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(size) => Ok(size),
+        Err(error) => Err(error.to_string()),
     }
 }
 
-/// `DATABASE_MAX_CONNECTIONS` through `lookup`: the size of a service's database pool (default
-/// 10, at least 1). Every replica of every service shares the server's connection limit.
-pub fn database_max_connections_from(lookup: Lookup<'_>) -> Result<u32, ConfigError> {
-    let size: u32 = optional_parsed_from(lookup, "DATABASE_MAX_CONNECTIONS", 10)?;
-    if size == 0 {
-        return Err(ConfigError::Invalid {
-            name: "DATABASE_MAX_CONNECTIONS",
-            value: "0".into(),
-            reason: "must be at least 1".into(),
-        });
+/// The (variable, long name, argument) of every argument that is read from a variable: the one
+/// filter that reading, listing and describing share, so that they cannot disagree.
+fn variable_arguments(description: &Command) -> impl Iterator<Item = (&str, &str, &Arg)> {
+    description.get_arguments().filter_map(|argument| {
+        let variable = argument.get_env()?.to_str()?;
+        Some((variable, argument.get_long()?, argument))
+    })
+}
+
+/// Turns clap's error into one naming the variable, found from the argument clap names.
+fn config_error(description: &Command, error: &clap::Error) -> ConfigError {
+    let rendered: Vec<&str> = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(argument)) => vec![argument.as_str()],
+        Some(ContextValue::Strings(arguments)) => arguments.iter().map(String::as_str).collect(),
+        Some(_) | None => Vec::new(),
+    };
+    let variable = rendered
+        .iter()
+        .find_map(|rendered| variable_rendered_as(description, rendered));
+    // Only a description's own mistake (an argument without a variable) lands here; its clap
+    // name is still better than nothing.
+    let name = match (variable, rendered.first()) {
+        (Some(variable), _) => variable.to_owned(),
+        (None, Some(rendered)) => (*rendered).to_owned(),
+        (None, None) => description.get_name().to_owned(),
+    };
+    if error.kind() == ErrorKind::MissingRequiredArgument {
+        return ConfigError::Missing { name };
     }
-    Ok(size)
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        Some(_) | None => String::new(),
+    };
+    ConfigError::Invalid {
+        name,
+        value,
+        reason: reason(error),
+    }
+}
+
+/// The variable of the argument clap renders as `rendered` (`--http-addr <HTTP_ADDR>`).
+fn variable_rendered_as<'a>(description: &'a Command, rendered: &str) -> Option<&'a str> {
+    variable_arguments(description).find_map(|(variable, long, _argument)| {
+        let flag = format!("--{long}");
+        let suffix = rendered.strip_prefix(&flag)?;
+        match suffix.chars().next() {
+            None | Some(' ' | '=' | '[') => Some(variable),
+            Some(_) => None,
+        }
+    })
+}
+
+fn reason(error: &clap::Error) -> String {
+    // The value parser's own error, when there is one, says best what is wrong.
+    if let Some(source) = std::error::Error::source(error) {
+        return source.to_string();
+    }
+    match error.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(valid)) => format!("expected one of {}", valid.join(", ")),
+        Some(_) | None => match error.kind().as_str() {
+            Some(kind) => kind.to_owned(),
+            None => error.render().to_string(),
+        },
+    }
 }

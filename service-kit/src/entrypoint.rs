@@ -150,24 +150,26 @@ pub fn service_router(
 /// Declares the bearer scheme, and on every operation its requirement and the 401 and 403
 /// problems it may answer.
 fn declare_bearer_security(openapi: &mut OpenApi) {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
     openapi
         .components
         .get_or_insert_with(Default::default)
         .add_security_scheme(
-            SECURITY_SCHEME,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "A JWT with `sub` (a customer's UUID) and `scope` (`operator` for operators)",
-                    ))
-                    .build(),
-            ),
-        );
+        SECURITY_SCHEME,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A JWT with `sub` (a customer's UUID) and `scope` (`operator` for operators)",
+                ))
+                .build(),
+        ),
+    );
     let problem = |description: &str| {
         ResponseBuilder::new()
             .description(description)

@@ -62,7 +62,7 @@
 //! # fn main() -> Result<(), anyhow::Error> {
 //! service_kit::telemetry::init("order-svc")?;
 //! let router = router()?;
-//! // In `main`: bind `config::socket_addr("HTTP_ADDR", "0.0.0.0:8080")?`, then
+//! // In `main`: bind the configured `HTTP_ADDR`, then
 //! // `http::serve(listener, router, http::shutdown_token()?).await?`.
 //! # drop(router);
 //! # Ok(())

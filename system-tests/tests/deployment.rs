@@ -71,27 +71,33 @@ fn depends_on_healthy(service: &Yaml) -> BTreeSet<String> {
 fn compose_runs_every_service_with_everything_it_reads() {
     let compose = compose();
     let services = &compose["services"];
-    // (service, port, variables the binary reads, infrastructure it waits for)
+    // (service, port, variables the binary reads as generated from its configuration's
+    // description, infrastructure it waits for)
     let expected: [(&str, u16, &[&str], &[&str]); 4] = [
         (
             "order-svc",
             8080,
-            order_svc::ENVIRONMENT,
+            order_svc::ENVIRONMENT.as_slice(),
             &["rabbitmq", "order-db"],
         ),
         (
             "inventory-svc",
             8081,
-            inventory_svc::ENVIRONMENT,
+            inventory_svc::ENVIRONMENT.as_slice(),
             &["rabbitmq", "inventory-db"],
         ),
         (
             "payment-svc",
             8082,
-            payment_svc::ENVIRONMENT,
+            payment_svc::ENVIRONMENT.as_slice(),
             &["rabbitmq", "payment-db"],
         ),
-        ("notify-svc", 8083, notify_svc::ENVIRONMENT, &["rabbitmq"]),
+        (
+            "notify-svc",
+            8083,
+            notify_svc::ENVIRONMENT.as_slice(),
+            &["rabbitmq"],
+        ),
     ];
     for (name, port, variables, infrastructure) in expected {
         let service = &services[name];

@@ -1,16 +1,20 @@
 //! The mission end to end: the four services as separate processes against the real PostgreSQL
-//! and RabbitMQ, each test with its own databases and vhost.
+//! and RabbitMQ, each test with its own databases and vhost. An operator sets the catalog
+//! (stock and prices) and funds the accounts; orders name products and quantities, and are
+//! charged the catalog's prices.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use common::{PATIENCE, catalog_price, id, lines, priced};
 use testkit::client::{Client, new_customer, timeline};
 use testkit::system::{Svc, System, SystemConfig};
-
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn steps(expected: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
     expected
@@ -19,26 +23,43 @@ fn steps(expected: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn id(order: &Value) -> String {
-    order["id"].as_str().expect("an order id").to_owned()
-}
-
-/// 1. Happy path.
+/// 1. Happy path: charged exactly Σ catalog price × quantity, priced when inventory reserved.
 #[tokio::test]
-async fn an_order_completes_and_every_service_shows_it() {
+async fn an_order_completes_at_catalog_prices_and_every_service_shows_it() {
     let system = System::start(SystemConfig::default()).await;
     let client = Client::new(&system);
     let customer = new_customer();
-    client.set_stock("happy-widget", 10).await;
+    client.set_product("happy-widget", 10, 500).await;
+    client.set_product("happy-gadget", 4, 1_250).await;
     client.set_balance(&customer, 10_000).await;
 
     let (status, placed) = client
-        .place(&customer, &[("happy-widget", 3, 500)], None)
+        .place(&customer, &[("happy-widget", 3), ("happy-gadget", 2)], None)
         .await;
     assert_eq!(status, 201);
     assert_eq!(placed["status"], "Pending");
+    assert_eq!(
+        (lines(&placed), &placed["total"]),
+        (
+            priced(&[("happy-widget", 3, None), ("happy-gadget", 2, None)]),
+            &Value::Null
+        ),
+        "unpriced until inventory reserves the stock: {placed}"
+    );
     let order = client.wait_terminal(&id(&placed), PATIENCE).await;
     assert_eq!(order["status"], "Completed", "{order}");
+    let total = 3 * 500 + 2 * 1_250;
+    assert_eq!(
+        (lines(&order), order["total"].as_i64()),
+        (
+            priced(&[
+                ("happy-widget", 3, Some(500)),
+                ("happy-gadget", 2, Some(1_250))
+            ]),
+            Some(total)
+        ),
+        "{order}"
+    );
     assert_eq!(
         timeline(&order),
         steps(&[
@@ -48,6 +69,7 @@ async fn an_order_completes_and_every_service_shows_it() {
         ])
     );
     assert_eq!(client.stock("happy-widget").await, (7, 0, 3));
+    assert_eq!(client.stock("happy-gadget").await, (2, 0, 2));
     let (status, payment) = client.payment(&id(&placed)).await;
     assert_eq!(
         (
@@ -55,9 +77,16 @@ async fn an_order_completes_and_every_service_shows_it() {
             payment["status"].as_str(),
             payment["amount"].as_i64()
         ),
-        (200, Some("Charged"), Some(1_500))
+        (200, Some("Charged"), Some(total))
     );
-    assert_eq!(client.balance(&customer).await, 8_500);
+    assert_eq!(client.balance(&customer).await, 10_000 - total);
+    // The order keeps the prices of its reservation when the catalog changes later.
+    client.set_product("happy-widget", 7, 9_999).await;
+    assert_eq!(
+        lines(&client.order(&id(&placed)).await),
+        lines(&order),
+        "a later price is not this order's"
+    );
     // Notifications travel on their own queue: wait for them.
     let mut kinds = Vec::new();
     for _ in 0..200 {
@@ -75,46 +104,59 @@ async fn an_order_completes_and_every_service_shows_it() {
     assert!(kinds.contains(&"OrderCompleted".to_owned()), "{kinds:?}");
 }
 
-/// Order lines, a fragment of the expected cancellation reason, the expected payment status.
-type FailureCase = (
-    &'static [(&'static str, i64, i64)],
-    &'static str,
+/// Who orders, the order lines, a fragment of the expected cancellation reason, the expected
+/// payment status.
+type FailureCase<'a> = (
+    &'a str,
+    &'static [(&'static str, i64)],
+    String,
     Option<&'static str>,
 );
 
-/// 2. and 3. Stock and payment failures cancel, with a reason, holding nothing and charging nothing.
+/// 2. and 3. Stock and payment failures cancel, with a reason, holding nothing and charging
+/// nothing; a stranger (a customer no operator funded) has no account and pays nothing.
 #[tokio::test]
 async fn failures_cancel_with_a_reason_and_leave_nothing_held_or_charged() {
     let system = System::start(SystemConfig::default()).await;
     let client = Client::new(&system);
-    client.set_stock("fail-widget", 5).await;
+    client.set_product("fail-widget", 5, 600).await;
     let customer = new_customer();
     client.set_balance(&customer, 1_000).await;
+    let stranger = new_customer();
 
-    let cases: [FailureCase; 3] = [
+    let cases: [FailureCase; 4] = [
         (
-            &[("no-such-product", 1, 100)],
-            "unknown product no-such-product",
+            &customer,
+            &[("no-such-product", 1)],
+            "unknown product no-such-product".into(),
             None,
         ),
         (
-            &[("fail-widget", 6, 100)],
-            "insufficient stock for fail-widget: 6 requested, 5 available",
+            &customer,
+            &[("fail-widget", 6)],
+            "insufficient stock for fail-widget: 6 requested, 5 available".into(),
             None,
         ),
         (
-            &[("fail-widget", 2, 600)],
-            "payment failed: insufficient balance",
+            &customer,
+            &[("fail-widget", 2)],
+            "payment failed: insufficient balance: 1200 needed, 1000 available".into(),
+            Some("Failed"),
+        ),
+        (
+            &stranger,
+            &[("fail-widget", 1)],
+            format!("payment failed: customer {stranger} has no account"),
             Some("Failed"),
         ),
     ];
-    for (lines, reason, payment_status) in cases {
-        let (_, placed) = client.place(&customer, lines, None).await;
+    for (orderer, lines, reason, payment_status) in cases {
+        let (_, placed) = client.place(orderer, lines, None).await;
         let order = client.wait_terminal(&id(&placed), PATIENCE).await;
         assert_eq!(order["status"], "Cancelled", "{order}");
         let cancellation = order["cancellation_reason"].as_str().unwrap();
         assert!(
-            cancellation.contains(reason),
+            cancellation.contains(&reason),
             "{cancellation:?} lacks {reason:?}"
         );
         let (status, payment) = client.payment(&id(&placed)).await;
@@ -134,6 +176,16 @@ async fn failures_cancel_with_a_reason_and_leave_nothing_held_or_charged() {
     }
     assert_eq!(stock, (5, 0, 0));
     assert_eq!(client.balance(&customer).await, 1_000);
+    let (status, _) = common::call(
+        &system,
+        &testkit::auth::Identity::Operator,
+        Svc::Payment,
+        "GET",
+        &format!("/accounts/{stranger}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no account was opened for the stranger");
 }
 
 /// 4. and 6. Idempotency keys, and invalid requests against the running binary.
@@ -143,13 +195,13 @@ async fn idempotency_keys_and_invalid_requests_behave_as_documented() {
     let client = Client::new(&system);
     let customer = new_customer();
     let (first_status, first) = client
-        .place(&customer, &[("any", 1, 1)], Some("retry-me"))
+        .place(&customer, &[("any", 1)], Some("retry-me"))
         .await;
     let (second_status, second) = client
-        .place(&customer, &[("any", 1, 1)], Some("retry-me"))
+        .place(&customer, &[("any", 1)], Some("retry-me"))
         .await;
     let (third_status, _) = client
-        .place(&customer, &[("any", 2, 1)], Some("retry-me"))
+        .place(&customer, &[("any", 2)], Some("retry-me"))
         .await;
     assert_eq!(
         (
@@ -170,8 +222,18 @@ async fn idempotency_keys_and_invalid_requests_behave_as_documented() {
         "one order for two requests"
     );
 
-    let cases: [(&str, &str, Option<&str>, u16, &str); 6] = [
+    let priced_by_the_client = format!(
+        r#"{{"customer_id": "{customer}", "items": [{{"product_id": "any", "quantity": 1, "unit_price": 0}}]}}"#
+    );
+    let cases: [(&str, &str, Option<&str>, u16, &str); 7] = [
         ("POST", "/orders", Some("{"), 400, "body"),
+        (
+            "POST",
+            "/orders",
+            Some(&priced_by_the_client),
+            422,
+            "items[0].unit_price",
+        ),
         (
             "POST",
             "/orders",
@@ -208,7 +270,7 @@ async fn idempotency_keys_and_invalid_requests_behave_as_documented() {
 async fn concurrent_orders_for_scarce_stock_never_oversell() {
     let system = System::start(SystemConfig::default()).await;
     let client = Client::new(&system);
-    client.set_stock("scarce", 50).await;
+    client.set_product("scarce", 50, 250).await;
     let customers: Vec<String> = (0..20).map(|_| new_customer()).collect();
     for customer in &customers {
         client.set_balance(customer, 100_000).await;
@@ -216,7 +278,7 @@ async fn concurrent_orders_for_scarce_stock_never_oversell() {
     let placing = (0..200).map(|index| {
         let client = &client;
         let customer = &customers[index % customers.len()];
-        async move { client.place(customer, &[("scarce", 1, 250)], None).await }
+        async move { client.place(customer, &[("scarce", 1)], None).await }
     });
     let placed = futures::future::join_all(placing).await;
     let mut outcomes: HashMap<String, usize> = HashMap::new();
@@ -255,17 +317,13 @@ async fn replicas_share_the_work_without_doing_anything_twice() {
     let system = System::start(config).await;
     let client = Client::new(&system);
     let second = Client::new_for_replica(&system, 1);
-    client.set_stock("replicated", 1_000).await;
+    client.set_product("replicated", 1_000, 100).await;
     let customer = new_customer();
     client.set_balance(&customer, 1_000_000).await;
     let placing = (0..100).map(|index| {
         let client = if index % 2 == 0 { &client } else { &second };
         let customer = &customer;
-        async move {
-            client
-                .place(customer, &[("replicated", 2, 100)], None)
-                .await
-        }
+        async move { client.place(customer, &[("replicated", 2)], None).await }
     });
     let placed = futures::future::join_all(placing).await;
     for (status, order) in &placed {
@@ -283,7 +341,8 @@ async fn replicas_share_the_work_without_doing_anything_twice() {
 }
 
 /// 8. A subscriber that starts late misses nothing: orders placed while inventory-svc has never
-/// run wait in its queue (every service declares the whole topology) and proceed when it starts.
+/// run wait in its queue (the provisioning declared the whole topology) and proceed when it
+/// starts, charged the price of its (seeded) catalog.
 #[tokio::test]
 async fn a_late_subscriber_finds_every_message_waiting() {
     let mut config = SystemConfig::default();
@@ -295,9 +354,7 @@ async fn a_late_subscriber_finds_every_message_waiting() {
         let client = Client::new(&system);
         client.set_balance(&customer, 100_000).await;
         for _ in 0..10 {
-            let (status, placed) = client
-                .place(&customer, &[("widget-blue", 1, 100)], None)
-                .await;
+            let (status, placed) = client.place(&customer, &[("widget-blue", 1)], None).await;
             assert_eq!(status, 201);
             orders.push(id(&placed));
         }
@@ -308,10 +365,18 @@ async fn a_late_subscriber_finds_every_message_waiting() {
     }
     system.add_instance(Svc::Inventory).await;
     let client = Client::new(&system);
+    let price = catalog_price(&system, "widget-blue").await;
     for order in &orders {
+        let done = client.wait_terminal(order, PATIENCE).await;
         assert_eq!(
-            client.wait_terminal(order, PATIENCE).await["status"],
-            "Completed"
+            (done["status"].as_str(), done["total"].as_i64()),
+            (Some("Completed"), Some(price)),
+            "{done}"
         );
     }
+    assert_eq!(
+        client.balance(&customer).await,
+        100_000 - 10 * price,
+        "each order paid the catalog price"
+    );
 }

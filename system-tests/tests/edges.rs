@@ -1,5 +1,7 @@
 //! Bad input at the edges: hostile HTTP requests generated from each service's own OpenAPI
-//! document, and broken configuration at start-up.
+//! document, sent by every kind of caller (an operator mostly, so that the bodies reach the
+//! handlers; customers; and callers without a valid token), and broken configuration at
+//! start-up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,11 +12,79 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
+use testkit::auth::{Identity, authorization, expired_token, forged_token};
 use testkit::system::{Profile, Svc, System, SystemConfig, build_binaries};
+
+/// The customer of the customer tokens: also one of the hostile path parameters, so that a
+/// customer sometimes asks for what is their own.
+const HOSTILE_CUSTOMER: &str = "0199c3e1-0000-7000-8000-000000000001";
+
+/// Who sends a generated request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sender {
+    /// A valid operator token.
+    Operator,
+    /// A valid customer token (of [`HOSTILE_CUSTOMER`]).
+    Customer,
+    /// No `Authorization` header.
+    Anonymous,
+    /// Something that is not a JWT.
+    Garbage,
+    /// An operator token that expired.
+    Expired,
+    /// An operator token signed with another secret.
+    Forged,
+}
+
+impl Sender {
+    /// Whether the services must refuse the sender with 401 whatever it asks.
+    fn is_unauthenticated(self) -> bool {
+        !matches!(self, Sender::Operator | Sender::Customer)
+    }
+}
+
+/// The `Authorization` header of each sender.
+struct Credentials(Vec<(Sender, Option<String>)>);
+
+impl Credentials {
+    fn mint() -> Credentials {
+        let customer = Identity::Customer(HOSTILE_CUSTOMER.parse().unwrap());
+        Credentials(vec![
+            (Sender::Operator, authorization(&Identity::Operator)),
+            (Sender::Customer, authorization(&customer)),
+            (Sender::Anonymous, None),
+            (Sender::Garbage, Some("Bearer not.a.jwt".to_owned())),
+            (
+                Sender::Expired,
+                authorization(&expired_token(&Identity::Operator)),
+            ),
+            (
+                Sender::Forged,
+                authorization(&forged_token(&Identity::Operator)),
+            ),
+        ])
+    }
+
+    fn of(&self, sender: Sender) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(candidate, _)| *candidate == sender)
+            .and_then(|(_, header)| header.as_deref())
+    }
+}
+
+/// The operations only an operator may use: a customer never gets a 2xx from them. Each must
+/// be in its service's document (checked), so that a renamed route cannot make this vacuous.
+const OPERATOR_ONLY: [(Svc, &str, &str); 3] = [
+    (Svc::Inventory, "PUT", "/products/{product_id}"),
+    (Svc::Inventory, "GET", "/reservations/{order_id}"),
+    (Svc::Payment, "PUT", "/accounts/{customer_id}"),
+];
 
 /// One generated request.
 #[derive(Clone, Debug)]
 struct Hostile {
+    sender: Sender,
     path_parameter: String,
     query: String,
     content_type: Option<String>,
@@ -22,10 +92,21 @@ struct Hostile {
     header: (String, String),
 }
 
+fn sender() -> impl Strategy<Value = Sender> {
+    prop_oneof![
+        5 => Just(Sender::Operator),
+        2 => Just(Sender::Customer),
+        1 => Just(Sender::Anonymous),
+        1 => Just(Sender::Garbage),
+        1 => Just(Sender::Expired),
+        1 => Just(Sender::Forged),
+    ]
+}
+
 fn hostile_text() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(String::new()),
-        Just("0199c3e1-0000-7000-8000-000000000001".to_owned()),
+        Just(HOSTILE_CUSTOMER.to_owned()),
         Just("../../etc/passwd".to_owned()),
         Just("%00%ff%fe".to_owned()),
         Just("a".repeat(5_000)),
@@ -53,6 +134,7 @@ fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
                     Just("items".to_owned()),
                     Just("available".to_owned()),
                     Just("balance".to_owned()),
+                    Just("price".to_owned()),
                     Just("quantity".to_owned()),
                     "[a-z_]{1,12}",
                 ],
@@ -72,6 +154,7 @@ fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
 
 fn hostile() -> impl Strategy<Value = Hostile> {
     (
+        sender(),
         hostile_text(),
         // Printable characters only: a raw control character is not HTTP, and hyper drops such
         // a request before any service code runs.
@@ -91,7 +174,8 @@ fn hostile() -> impl Strategy<Value = Hostile> {
             Just(("Accept".to_owned(), "application/xml".to_owned())),
         ],
     )
-        .prop_map(|(path_parameter, query, content_type, body, header)| Hostile {
+        .prop_map(|(sender, path_parameter, query, content_type, body, header)| Hostile {
+            sender,
             path_parameter,
             query,
             content_type,
@@ -129,11 +213,15 @@ fn operations(openapi: &Value) -> Vec<(String, String, BTreeSet<u16>)> {
 }
 
 /// Generated hostile requests against every documented operation of every service: never a
-/// 5xx, never a hang, every error is problem+json, every status is one the document lists, and
-/// the services stay healthy.
+/// 5xx, never a hang, every error is problem+json, every status is one the document lists, a
+/// caller without a valid token always gets 401 (with `WWW-Authenticate: Bearer`; or 413 for a
+/// body over the limit, refused before anything else), a customer
+/// never succeeds at an operator's operation, and the services stay healthy.
 #[tokio::test]
 async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_healthy() {
     let system = System::start(SystemConfig::default()).await;
+    let credentials = Credentials::mint();
+    let mut operator_only_found = Vec::new();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -157,6 +245,17 @@ async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_heal
             svc.binary()
         );
         for (method, template, documented) in operations(&openapi) {
+            let operator_only = OPERATOR_ONLY.contains(&(svc, method.as_str(), template.as_str()));
+            if operator_only {
+                operator_only_found.push((svc, method.clone(), template.clone()));
+            }
+            for status in [401, 403] {
+                if !documented.contains(&status) {
+                    failures.push(format!(
+                        "{method} {template}: {status} is not in the OpenAPI document {documented:?}"
+                    ));
+                }
+            }
             for _ in 0..40 {
                 let case = hostile().new_tree(&mut runner).unwrap().current();
                 // An empty segment would address another route (`/products/` is not `/products/{id}`).
@@ -178,6 +277,9 @@ async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_heal
                 let mut request = http
                     .request(method.parse().unwrap(), &url)
                     .header(&case.header.0, &case.header.1);
+                if let Some(authorization) = credentials.of(case.sender) {
+                    request = request.header("authorization", authorization);
+                }
                 if method == "POST" || method == "PUT" {
                     if let Some(content_type) = &case.content_type {
                         request = request.header("content-type", content_type);
@@ -197,7 +299,8 @@ async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_heal
                     }
                     Err(error) => {
                         failures.push(format!(
-                            "{method} {url}: no answer ({error:?}; body of {} bytes, content type {:?}, header {:?})",
+                            "{method} {url}: no answer ({error:?}; sender {:?}, body of {} bytes, content type {:?}, header {:?})",
+                            case.sender,
                             case.body.len(),
                             case.content_type,
                             case.header.0
@@ -225,6 +328,30 @@ async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_heal
                 if !documented.contains(&status) {
                     failures.push(format!("{method} {template}: status {status} is not in the OpenAPI document {documented:?}"));
                 }
+                let challenge = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                // The edge refuses a body over its limit before it looks at anything else:
+                // 413 tells an unauthenticated caller nothing.
+                let oversized =
+                    case.body.len() > 64 * 1024 && (method == "POST" || method == "PUT");
+                let refused = match oversized {
+                    true => status == 413 || (status == 401 && challenge.starts_with("Bearer")),
+                    false => status == 401 && challenge.starts_with("Bearer"),
+                };
+                if case.sender.is_unauthenticated() && !refused {
+                    failures.push(format!(
+                        "{method} {template} from {:?}: {status} with WWW-Authenticate {challenge:?}, not 401 with a Bearer challenge",
+                        case.sender
+                    ));
+                }
+                if case.sender == Sender::Customer && operator_only && status < 300 {
+                    failures.push(format!(
+                        "{method} {template}: a customer got {status} from an operator's operation"
+                    ));
+                }
             }
         }
     }
@@ -241,6 +368,11 @@ async fn hostile_requests_get_documented_4xx_problems_and_the_services_stay_heal
             svc.binary()
         );
     }
+    assert_eq!(
+        operator_only_found.len(),
+        OPERATOR_ONLY.len(),
+        "every operator-only operation is documented: found {operator_only_found:?}"
+    );
     failures.sort();
     failures.dedup();
     assert!(
@@ -262,47 +394,45 @@ async fn broken_configuration_stops_a_service_with_a_clear_message() {
         ("STARTUP_TIMEOUT_SECS", "2"),
         ("RUST_LOG", "warn"),
     ];
+    let secret = ("AUTH_JWT_SECRET", testkit::auth::SECRET);
+    let database = (
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let broker = ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
     // (environment, text the error must contain)
-    let cases: [(&[(&str, &str)], &str); 6] = [
-        (&[], "DATABASE_URL is required"),
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[secret], "DATABASE_URL is required"),
+        (&[secret, database], "AMQP_URL is required"),
         (
-            &[(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/postgres",
-            )],
-            "AMQP_URL is required",
+            &[database, broker],
+            "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE is required",
         ),
         (
-            &[
-                ("DATABASE_URL", "mysql://somewhere/db"),
-                ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            ],
+            &[secret, ("DATABASE_URL", "mysql://somewhere/db"), broker],
             "DATABASE_URL is invalid",
         ),
         (
             &[
+                secret,
                 ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
-                ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+                broker,
             ],
             "the database was unreachable",
         ),
         (
             &[
-                (
-                    "DATABASE_URL",
-                    "postgres://postgres@127.0.0.1:5432/postgres",
-                ),
+                secret,
+                database,
                 ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
             ],
             "the broker was unreachable",
         ),
         (
             &[
-                (
-                    "DATABASE_URL",
-                    "postgres://postgres@127.0.0.1:5432/postgres",
-                ),
-                ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+                secret,
+                database,
+                broker,
                 ("ORDER_SAGA_TIMEOUT_SECS", "soon"),
             ],
             "ORDER_SAGA_TIMEOUT_SECS has an invalid value",

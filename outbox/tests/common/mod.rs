@@ -1,5 +1,10 @@
-//! Fixtures shared by the outbox tests: a fresh database and vhost per test, a handler that
-//! records what it handled in a table, and polling helpers.
+//! Fixtures shared by the outbox tests: a fresh database and vhost per test (provisioned like
+//! production: a least-privilege broker user per service), a handler that records what it
+//! handled in a table, publishing as any broker user, and polling helpers.
+//!
+//! The relay runs as order-svc's user (the producer of `CommitStock`, which the tests publish)
+//! and the consumer as inventory-svc's (its subscriber), each expecting the vhost's producer
+//! users; the administrator only declares the tests' short retry delays and reads dead letters.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,7 +13,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use contracts::envelope::HEADER_DEAD_LETTER_REASON;
 use contracts::{AnyMessage, CommitStock, Envelope, MessageId, OrderId, Service};
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use outbox::{
     Broker, ConsumerConfig, ConsumerRunner, ConsumerStats, Handler, HandlerError, OutboxPublisher,
     OutboxSignal, PublisherConfig, PublisherStats, Topology, TransactionalProcessor,
@@ -32,9 +41,21 @@ pub struct Fixture {
     pub database: TestDatabase,
     pub vhost: TestVhost,
     pub db: DatabaseConnection,
+    /// The relay's broker: order-svc's user.
     pub broker: Broker,
+    /// The administrator's broker (every right on the vhost).
+    pub admin: Broker,
     pub signal: OutboxSignal,
     pub shutdown: CancellationToken,
+}
+
+/// Who talks to the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The administrator of `TestVhost::url` (guest).
+    Admin,
+    /// A service's own least-privilege user.
+    User(Service),
 }
 
 impl Fixture {
@@ -48,29 +69,59 @@ impl Fixture {
         db.execute_unprepared(
             "CREATE TABLE handled (
                 seq bigint GENERATED ALWAYS AS IDENTITY,
-                queue text NOT NULL,
+                message_type text NOT NULL,
                 message_id uuid NOT NULL,
-                order_id uuid NOT NULL,
-                attempt_note text
+                order_id uuid NOT NULL
             )",
         )
         .await
         .unwrap();
-        let broker = Broker::new(vhost.url(), fast_topology());
+        // The provisioning declared the production retry delays; the tests' shorter ones are
+        // declared here, by the administrator, since service users may configure nothing.
+        let admin = Broker::new(vhost.url(), fast_topology());
+        let declared = admin.connect("test topology").await.unwrap();
+        declared.close(200, "declared".into()).await.unwrap();
+        let broker = fixture_broker(&vhost, Who::User(Service::Order));
         Fixture {
             database,
             vhost,
             db,
             broker,
+            admin,
             signal: OutboxSignal::new(),
             shutdown: CancellationToken::new(),
         }
     }
 
+    /// A broker for `who` on this vhost, with the tests' topology.
+    pub fn broker_as(&self, who: Who) -> Broker {
+        fixture_broker(&self.vhost, who)
+    }
+
+    /// The broker user of `who`.
+    pub fn user(&self, who: Who) -> String {
+        self.broker_as(who).user().to_owned()
+    }
+
+    /// How the tests consume: the default configuration, expecting this vhost's service users
+    /// as the producers.
+    pub fn consumer_config(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            producers: self.vhost.producer_users(),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    /// Starts a relay as order-svc's user.
     pub fn publisher(&self, config: PublisherConfig) -> Arc<PublisherStats> {
+        self.publisher_as(Service::Order, config)
+    }
+
+    /// Starts a relay as `service`'s user.
+    pub fn publisher_as(&self, service: Service, config: PublisherConfig) -> Arc<PublisherStats> {
         let publisher = OutboxPublisher::new(
             self.db.clone(),
-            self.broker.clone(),
+            self.broker_as(Who::User(service)),
             self.signal.clone(),
             config,
         );
@@ -79,14 +130,71 @@ impl Fixture {
         stats
     }
 
-    /// Starts inventory-svc's consumer (it subscribes to CommitStock, which the tests publish).
+    /// Starts inventory-svc's consumer as its own user (it subscribes to CommitStock, which the
+    /// tests publish).
     pub fn consumer(&self, handler: Recorder, config: ConsumerConfig) -> Arc<ConsumerStats> {
+        self.consumer_of(Service::Inventory, handler, config)
+    }
+
+    /// Starts the consumer of every queue of `service`, as `service`'s own user.
+    pub fn consumer_of(
+        &self,
+        service: Service,
+        handler: Recorder,
+        config: ConsumerConfig,
+    ) -> Arc<ConsumerStats> {
         let processor = TransactionalProcessor::new(self.db.clone(), handler, self.signal.clone());
-        let runner =
-            ConsumerRunner::new(self.broker.clone(), Service::Inventory, processor, config);
+        let broker = self.broker_as(Who::User(service));
+        let runner = ConsumerRunner::new(broker, service, processor, config);
         let stats = runner.stats();
         tokio::spawn(runner.run(self.shutdown.clone()));
         stats
+    }
+
+    /// A connection and a confirm channel on the vhost as `who` (no topology check).
+    pub async fn channel_as(&self, who: Who) -> (Connection, Channel) {
+        let url = match who {
+            Who::Admin => self.vhost.url().to_owned(),
+            Who::User(service) => self.vhost.service_url(service),
+        };
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = Broker::confirm_channel(&connection).await.unwrap();
+        (connection, channel)
+    }
+
+    /// Every dead letter of `queue` (read as the administrator: service users may not).
+    pub async fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
+        let (connection, channel) = self.channel_as(Who::Admin).await;
+        let mut letters = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                outbox::dead_letter_queue(queue).as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            letters.push(DeadLetter::of(&message.delivery.properties));
+        }
+        connection.close(200, "read".into()).await.unwrap();
+        letters
+    }
+
+    /// The ids of the messages the handler handled (committed), in the order it did.
+    pub async fn handled_ids(&self) -> Vec<MessageId> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT message_id FROM handled ORDER BY seq",
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| MessageId::from(row.try_get_by_index::<uuid::Uuid>(0).unwrap()))
+            .collect()
     }
 
     /// Enqueues one `CommitStock` for `order_id` in its own transaction and wakes the relay.
@@ -118,6 +226,79 @@ impl Fixture {
         self.count("SELECT count(*) FROM outbox_messages WHERE processed_at IS NULL")
             .await
     }
+}
+
+fn fixture_broker(vhost: &TestVhost, who: Who) -> Broker {
+    let url = match who {
+        Who::Admin => vhost.url().to_owned(),
+        Who::User(service) => vhost.service_url(service),
+    };
+    Broker::new(url, fast_topology())
+}
+
+/// What a dead letter says about itself.
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    pub message_id: Option<String>,
+    /// Who republished it into the `.dlq` (the consumer's user).
+    pub user_id: Option<String>,
+    pub reason: String,
+    pub original_user_id: Option<String>,
+}
+
+impl DeadLetter {
+    fn of(properties: &BasicProperties) -> DeadLetter {
+        let header = |name: &str| outbox::wire::header_text(properties, name);
+        DeadLetter {
+            message_id: properties.message_id().as_ref().map(|id| id.to_string()),
+            user_id: properties.user_id().as_ref().map(|user| user.to_string()),
+            reason: header(HEADER_DEAD_LETTER_REASON).expect("a dead letter has a reason"),
+            original_user_id: header(contracts::envelope::HEADER_ORIGINAL_USER_ID),
+        }
+    }
+}
+
+/// Publishes with publisher confirms and asserts the broker accepted (and routed) the message.
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    properties: BasicProperties,
+    body: &[u8],
+) {
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        matches!(confirmation, lapin::Confirmation::Ack(None)),
+        "{exchange}/{routing_key}: {confirmation:?}"
+    );
+}
+
+/// A header value holding text.
+pub fn text(value: &str) -> AMQPValue {
+    outbox::wire::long_string(value)
+}
+
+/// `properties` with the given headers added.
+pub fn with_headers(properties: BasicProperties, headers: &[(&str, &str)]) -> BasicProperties {
+    let mut table = properties.headers().clone().unwrap_or_default();
+    for (name, value) in headers {
+        table.insert((*name).into(), text(value));
+    }
+    properties.with_headers(table)
 }
 
 impl Drop for Fixture {
@@ -186,8 +367,12 @@ impl Handler for Recorder {
         transaction
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO handled (queue, message_id, order_id) VALUES ('inventory-svc.CommitStock', $1, $2)",
-                [envelope.message_id.as_uuid().into(), envelope.correlation_id.as_uuid().into()],
+                "INSERT INTO handled (message_type, message_id, order_id) VALUES ($1, $2, $3)",
+                [
+                    envelope.message_type.name().into(),
+                    envelope.message_id.as_uuid().into(),
+                    envelope.correlation_id.as_uuid().into(),
+                ],
             ))
             .await?;
         Ok(())
