@@ -56,26 +56,34 @@ impl Broker {
     /// Opens a connection named `name` (visible in `rabbitmqctl list_connections client_properties`),
     /// makes sure the topology is there, and returns it.
     ///
-    /// Where the user may configure, the whole topology is declared (idempotent). A provisioned
-    /// broker's service users may not (they hold no `configure` right): then the queues this
-    /// process consumes are checked passively, which needs no right, and a missing one is an
-    /// error that says to provision the broker.
+    /// First the exchanges and the queues this process consumes are checked passively, which
+    /// needs no right and, on a provisioned broker, is all it takes (its service users hold no
+    /// `configure` right). If something is missing, the whole topology is declared
+    /// (idempotently) where the user may; where it may not, the connection fails naming what is
+    /// missing, with a hint to provision the broker.
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(name.to_owned().into());
         let connection = Connection::connect(&self.url, properties).await?;
+        let missing = match self.topology.verify(&connection, &self.queues).await {
+            Ok(()) => return Ok(connection),
+            Err(missing) => missing,
+        };
         let channel = connection.create_channel().await?;
         match self.topology.declare(&channel).await {
             Ok(()) => {
                 // The declaring channel is not needed any more; a failure to close it is harmless.
                 let _ = channel.close(200, "topology declared".into()).await;
+                Ok(connection)
             }
             Err(error) if is_access_refused(&error) => {
-                self.topology.verify(&connection, &self.queues).await?;
+                tracing::error!(%missing, user = %self.user, "the broker's topology is incomplete \
+                    and this user may not declare it: provision the broker first \
+                    (`sagactl broker provision`, or compose's definitions file)");
+                Err(missing)
             }
-            Err(error) => return Err(error),
+            Err(error) => Err(error),
         }
-        Ok(connection)
     }
 
     /// A channel in publisher-confirm mode on `connection`.

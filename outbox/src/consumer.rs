@@ -810,7 +810,7 @@ impl Settler {
             Some(item) => {
                 warn!(order_id = %item.envelope.correlation_id, %queue, %reason, "message dead-lettered")
             }
-            None => warn!(%queue, %reason, "undecodable message dead-lettered"),
+            None => warn!(%queue, %reason, "message dead-lettered before handling"),
         }
         Ok(())
     }

@@ -107,8 +107,8 @@ impl Topology {
     }
 
     /// Checks, without declaring anything (passive declarations need no permission), that the
-    /// exchanges and the given queues exist. A missing one fails with the broker's 404 and a
-    /// hint to provision the broker.
+    /// exchanges and the given queues exist. The first one missing ends the check with the
+    /// broker's 404, which names it.
     pub async fn verify(
         &self,
         connection: &Connection,
@@ -127,9 +127,9 @@ impl Topology {
         for attempt in 1..=u32::try_from(self.retry_delays.len()).unwrap_or(u32::MAX) {
             exchanges.push((self.retry_exchange(attempt), ExchangeKind::Fanout));
         }
-        // A failed passive declaration closes its channel: one channel per check.
+        // One channel: a failed passive declaration closes it, and ends the check anyway.
+        let channel = connection.create_channel().await?;
         for (exchange, kind) in exchanges {
-            let channel = connection.create_channel().await?;
             channel
                 .exchange_declare(
                     exchange.as_str().into(),
@@ -137,12 +137,9 @@ impl Topology {
                     passive_exchange,
                     FieldTable::default(),
                 )
-                .await
-                .inspect_err(|error| missing(&format!("exchange {exchange}"), error))?;
-            let _ = channel.close(200, "verified".into()).await;
+                .await?;
         }
         for queue in queues {
-            let channel = connection.create_channel().await?;
             channel
                 .queue_declare(
                     queue.as_str().into(),
@@ -153,10 +150,9 @@ impl Topology {
                     },
                     FieldTable::default(),
                 )
-                .await
-                .inspect_err(|error| missing(&format!("queue {queue}"), error))?;
-            let _ = channel.close(200, "verified".into()).await;
+                .await?;
         }
+        let _ = channel.close(200, "verified".into()).await;
         Ok(())
     }
 
@@ -258,11 +254,6 @@ impl Topology {
             .await?;
         Ok(())
     }
-}
-
-fn missing(what: &str, error: &lapin::Error) {
-    tracing::error!(%error, "{what} is missing and this user may not declare it: provision the \
-        broker first (`sagactl broker provision`, or compose's definitions file)");
 }
 
 /// The dead-letter queue of `queue`.
