@@ -25,7 +25,7 @@
 #                      AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_ALGORITHM, AUTH_JWT_ISSUER and
 #                      AUTH_JWT_AUDIENCE are passed on when set (a key file replaces the secret)
 #   RUST_LOG [info], LOG_FORMAT [text], STARTUP_TIMEOUT_SECS [60],
-#   ORDER_SAGA_TIMEOUT_SECS [30], PAYMENT_DEMO_BALANCE [0], NOTIFY_MAX_NOTIFICATIONS [10000]
+#   ORDER_SAGA_TIMEOUT_SECS [30], ORDER_SAGA_RESEND_AFTER_MS [5000], PAYMENT_DEMO_BALANCE [0], NOTIFY_MAX_NOTIFICATIONS [10000]
 #                      passed to the services under the same names as in compose.yaml
 #   READY_TIMEOUT_SECS [90]  how long `start` waits for every GET /health/ready to answer 200
 #
@@ -242,7 +242,7 @@ start_one() {
     fi
     environment+=("AUTH_JWT_ISSUER=${AUTH_JWT_ISSUER:-}" "AUTH_JWT_AUDIENCE=${AUTH_JWT_AUDIENCE:-}")
     case $svc in
-    order-svc) environment+=("ORDER_SAGA_TIMEOUT_SECS=${ORDER_SAGA_TIMEOUT_SECS:-30}") ;;
+    order-svc) environment+=("ORDER_SAGA_TIMEOUT_SECS=${ORDER_SAGA_TIMEOUT_SECS:-30}" "ORDER_SAGA_RESEND_AFTER_MS=${ORDER_SAGA_RESEND_AFTER_MS:-5000}") ;;
     payment-svc) environment+=("PAYMENT_DEMO_BALANCE=${PAYMENT_DEMO_BALANCE:-0}") ;;
     notify-svc) environment+=("NOTIFY_MAX_NOTIFICATIONS=${NOTIFY_MAX_NOTIFICATIONS:-10000}") ;;
     esac

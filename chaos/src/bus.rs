@@ -38,7 +38,7 @@ impl BrokerAccess {
 
     /// The broker user named in a URL (the administrator's, for [`BrokerAccess::admin_url`]).
     pub fn admin_user(&self) -> String {
-        outbox::Broker::new(self.admin_url.as_str(), outbox::Topology::default())
+        outbox::Broker::new(self.admin_url.as_str(), contracts::topology())
             .user()
             .to_owned()
     }

@@ -302,7 +302,7 @@ async fn republish_delivered(
             }
         };
         for row in rows {
-            let outgoing = wire::outgoing(&row);
+            let outgoing = wire::outgoing(&outbox::NewMessage::from(&row));
             let properties = outgoing.properties.with_user_id(ShortString::from(user));
             match publisher
                 .publish(EXCHANGE, &outgoing.routing_key, properties, &outgoing.body)
@@ -386,7 +386,9 @@ fn subscribers(message_type: MessageType) -> Vec<String> {
 /// connections too), so each query is tried a few times.
 async fn forgery_targets(db: &DatabaseConnection, rng: &mut Rng) -> Vec<(uuid::Uuid, uuid::Uuid)> {
     const QUERIES: [&str; 2] = [
-        "SELECT id, customer_id FROM orders WHERE status IN ('Pending', 'Reserved') ORDER BY random() LIMIT 3",
+        "SELECT o.id, o.customer_id FROM orders o
+         JOIN saga_instances s ON s.saga = 'OrderSaga' AND s.id = o.id
+         WHERE s.state IN ('Pending', 'Reserved') ORDER BY random() LIMIT 3",
         "SELECT id, customer_id FROM orders ORDER BY random() LIMIT 3",
     ];
     for sql in QUERIES {
@@ -516,7 +518,7 @@ async fn publish_forged(
     user_id: Option<&str>,
     broker_must_refuse: bool,
 ) -> Forgery {
-    let outgoing = wire::outgoing_envelope(envelope);
+    let outgoing = wire::outgoing(&outbox::NewMessage::from(envelope));
     let mut properties = wire::with_headers(
         &outgoing.properties,
         &[(FORGED_HEADER, AMQPValue::Boolean(true))],

@@ -73,7 +73,8 @@ pub async fn pending_work(
     let order_db = &databases[&Svc::Order];
     let waiting = rows(
         order_db,
-        "SELECT count(*) FROM orders WHERE id = ANY($1) AND status NOT IN ('Completed', 'Cancelled')",
+        "SELECT count(*) FROM saga_instances
+         WHERE saga = 'OrderSaga' AND id = ANY($1) AND state NOT IN ('Completed', 'Cancelled')",
         vec![ids(placed).into()],
     )
     .await?
@@ -120,11 +121,13 @@ pub async fn check_all(
     );
     let order_ids = ids(placed);
 
-    // Orders, their lines and timelines.
+    // Orders, their lines and timelines: the saga runtime holds the state, the prices and the
+    // total (in the instance's data) and the timeline; `order_lines` what was ordered.
     let mut orders: HashMap<uuid::Uuid, (String, Option<i64>)> = HashMap::new();
     for row in rows(
         order_db,
-        "SELECT id, status, total FROM orders WHERE id = ANY($1)",
+        "SELECT id, state, (data->>'total')::bigint FROM saga_instances
+         WHERE saga = 'OrderSaga' AND id = ANY($1)",
         vec![order_ids.clone().into()],
     )
     .await?
@@ -137,21 +140,34 @@ pub async fn check_all(
     let mut order_lines: HashMap<uuid::Uuid, BTreeMap<String, (i64, Option<i64>)>> = HashMap::new();
     for row in rows(
         order_db,
-        "SELECT order_id, product_id, quantity, unit_price FROM order_lines WHERE order_id = ANY($1)",
+        "SELECT l.order_id, l.product_id, l.quantity,
+             (SELECT (priced->>'unit_price')::bigint
+              FROM saga_instances s,
+                  jsonb_array_elements(CASE jsonb_typeof(s.data->'priced')
+                      WHEN 'array' THEN s.data->'priced' ELSE '[]'::jsonb END) AS priced
+              WHERE s.saga = 'OrderSaga' AND s.id = l.order_id
+                  AND priced->>'product_id' = l.product_id)
+         FROM order_lines l WHERE l.order_id = ANY($1)",
         vec![order_ids.clone().into()],
     )
     .await?
     {
         let quantity: i32 = row.try_get_by_index(2)?;
-        order_lines.entry(row.try_get_by_index(0)?).or_default().insert(
-            row.try_get_by_index(1)?,
-            (i64::from(quantity), row.try_get_by_index(3)?),
-        );
+        order_lines
+            .entry(row.try_get_by_index(0)?)
+            .or_default()
+            .insert(
+                row.try_get_by_index(1)?,
+                (i64::from(quantity), row.try_get_by_index(3)?),
+            );
     }
     let mut timelines: HashMap<uuid::Uuid, Vec<(String, String, String)>> = HashMap::new();
     for row in rows(
         order_db,
-        "SELECT order_id, from_state, event, to_state FROM order_transitions WHERE order_id = ANY($1) ORDER BY order_id, seq",
+        // The start row (no event) is not a step of the table.
+        "SELECT instance_id, from_state, event, to_state FROM saga_transitions
+         WHERE saga = 'OrderSaga' AND instance_id = ANY($1) AND event IS NOT NULL
+         ORDER BY instance_id, seq",
         vec![order_ids.clone().into()],
     )
     .await?
@@ -159,7 +175,11 @@ pub async fn check_all(
         timelines
             .entry(row.try_get_by_index(0)?)
             .or_default()
-            .push((row.try_get_by_index(1)?, row.try_get_by_index(2)?, row.try_get_by_index(3)?));
+            .push((
+                row.try_get_by_index(1)?,
+                row.try_get_by_index(2)?,
+                row.try_get_by_index(3)?,
+            ));
     }
     let orders_in_database = count(order_db, "SELECT count(*) FROM orders").await?;
     // Inventory: reservations and their priced lines, products.

@@ -169,8 +169,8 @@ async fn inbox_count(db: &DatabaseConnection) -> i64 {
 /// How the orders ended, by status and by the first words of the cancellation reason, so that
 /// a reader sees which paths the run exercised (completions, stock and payment failures,
 /// deadlines).
-const ORDER_OUTCOMES: &str = "SELECT status || COALESCE(' (' || split_part(cancellation_reason, ':', 1) || ')', ''), count(*)
-                              FROM orders GROUP BY 1 ORDER BY 2 DESC";
+const ORDER_OUTCOMES: &str = "SELECT state || COALESCE(' (' || split_part(data->>'cancellation_reason', ':', 1) || ')', ''), count(*)
+                              FROM saga_instances WHERE saga = 'OrderSaga' GROUP BY 1 ORDER BY 2 DESC";
 /// How the payments ended: refunds are the saga's compensations of late charges (tombstones,
 /// refunds of charges never made, are counted apart).
 const PAYMENT_OUTCOMES: &str = "SELECT status || CASE WHEN amount = 0 AND customer_id IS NULL THEN ' (tombstone)' ELSE '' END, count(*)

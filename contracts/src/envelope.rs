@@ -5,8 +5,12 @@
 //! `correlation_id`, `content_type`, `timestamp`) and headers ([`HEADER_CAUSATION_ID`],
 //! [`HEADER_OCCURRED_AT`], [`HEADER_SCHEMA_VERSION`]). [`WireMessage::decode`] reads them back and
 //! rejects anything missing or malformed with a reason fit for a dead-letter header.
+//!
+//! The outbox does the transport: an [`Envelope`] is an [`outbox::Outbound`] (its schema version
+//! one extra header), and a decoded `Envelope<AnyMessage>` an [`outbox::Inbound`], read through
+//! [`WireMessage`].
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{AnyMessage, DecodeError, Message, MessageType};
@@ -14,27 +18,17 @@ use crate::values::{MessageId, OrderId};
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u16 = 1;
-/// The content type of every body.
-pub const CONTENT_TYPE: &str = "application/json";
-/// Header: the id of the message whose handling produced this one.
-pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
-/// Header: when the message was produced, RFC 3339 UTC with microseconds (AMQP's own
-/// `timestamp` property has only seconds).
-pub const HEADER_OCCURRED_AT: &str = "x-occurred-at";
-/// Header: the payload's schema version.
+/// Header: the payload's schema version (contracts' own header; the outbox carries it as one
+/// of a message's extra headers).
 pub const HEADER_SCHEMA_VERSION: &str = "x-schema-version";
-/// Header: which delivery attempt this is (absent means 1). Set by the consumer runner when it
-/// schedules a retry.
-pub const HEADER_ATTEMPT: &str = "x-attempt";
-/// Header: why the previous attempt failed (on retried messages).
-pub const HEADER_LAST_ERROR: &str = "x-last-error";
-/// Header: why a message was dead-lettered (on messages in a `.dlq` queue).
-pub const HEADER_DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
-/// Header: the AMQP `user_id` of the message's original sender, on a message a consumer
-/// republished (a retry, a dead letter) under its own `user_id`.
-pub const HEADER_ORIGINAL_USER_ID: &str = "x-original-user-id";
-/// Header: the queue a dead-lettered or retried message came from.
-pub const HEADER_ORIGINAL_QUEUE: &str = "x-original-queue";
+
+// The transport's own names, defined by the outbox, under the names this crate always gave them.
+pub use outbox::headers::{
+    ATTEMPT as HEADER_ATTEMPT, CAUSATION_ID as HEADER_CAUSATION_ID, CONTENT_TYPE,
+    DEAD_LETTER_REASON as HEADER_DEAD_LETTER_REASON, LAST_ERROR as HEADER_LAST_ERROR,
+    OCCURRED_AT as HEADER_OCCURRED_AT, ORIGINAL_QUEUE as HEADER_ORIGINAL_QUEUE,
+    ORIGINAL_USER_ID as HEADER_ORIGINAL_USER_ID, format_occurred_at,
+};
 
 /// A message with its metadata.
 ///
@@ -99,11 +93,6 @@ impl Envelope {
             payload: message.to_json()?,
         })
     }
-}
-
-/// `occurred_at` as written in [`HEADER_OCCURRED_AT`].
-pub fn format_occurred_at(occurred_at: DateTime<Utc>) -> String {
-    occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// What a broker delivery carries, read off its properties and headers by the transport
@@ -203,4 +192,67 @@ fn parse_uuid<T: From<uuid::Uuid>>(
     uuid::Uuid::parse_str(text)
         .map(T::from)
         .map_err(|error| invalid(name, error.to_string()))
+}
+
+impl From<&Envelope> for outbox::NewMessage {
+    /// The outbox message of an envelope: its metadata, the schema version as
+    /// [`HEADER_SCHEMA_VERSION`], the payload as the body.
+    fn from(envelope: &Envelope) -> outbox::NewMessage {
+        let mut headers = serde_json::Map::new();
+        headers.insert(
+            HEADER_SCHEMA_VERSION.to_owned(),
+            serde_json::Value::from(envelope.schema_version),
+        );
+        outbox::NewMessage {
+            id: envelope.message_id.as_uuid(),
+            message_type: envelope.message_type.name().to_owned(),
+            correlation_id: envelope.correlation_id.as_uuid(),
+            causation_id: envelope.causation_id.map(|id| id.as_uuid()),
+            occurred_at: envelope.occurred_at,
+            headers,
+            payload: envelope.payload.clone(),
+        }
+    }
+}
+
+impl outbox::Outbound for Envelope {
+    fn to_new_message(&self) -> Result<outbox::NewMessage, serde_json::Error> {
+        Ok(outbox::NewMessage::from(self))
+    }
+}
+
+impl outbox::Inbound for Envelope<AnyMessage> {
+    /// Reads the delivery through [`WireMessage::decode`]; its error is the dead-letter reason.
+    fn decode(delivery: &outbox::Incoming<'_>) -> Result<Self, String> {
+        let causation_id = delivery.header_text(HEADER_CAUSATION_ID);
+        let occurred_at = delivery.header_text(HEADER_OCCURRED_AT);
+        // Present but not an integer is a defect, reported as an unsupported version.
+        let schema_version = delivery
+            .has_header(HEADER_SCHEMA_VERSION)
+            .then(|| delivery.header_integer(HEADER_SCHEMA_VERSION).unwrap_or(-1));
+        WireMessage {
+            message_id: delivery.message_id(),
+            message_type: delivery.message_type(),
+            correlation_id: delivery.correlation_id(),
+            content_type: delivery.content_type(),
+            causation_id: causation_id.as_deref(),
+            occurred_at: occurred_at.as_deref(),
+            schema_version,
+            body: delivery.body(),
+        }
+        .decode()
+        .map_err(|error| error.to_string())
+    }
+
+    fn message_id(&self) -> uuid::Uuid {
+        self.message_id.as_uuid()
+    }
+
+    fn message_type(&self) -> &str {
+        self.message_type.name()
+    }
+
+    fn correlation_id(&self) -> uuid::Uuid {
+        self.correlation_id.as_uuid()
+    }
 }

@@ -6,7 +6,12 @@
 //!   [`MessageType`] name that is also its routing key; [`AnyMessage`] holds any of them.
 //! - [`envelope`]: the [`Envelope`] (message id, type, correlation id = order id, causation id,
 //!   occurred-at, schema version, payload) and its mapping onto broker properties.
-//! - [`topology`]: every subscriber's queue, as one definition that each service declares.
+//! - [`topology`](mod@topology): every subscriber's queue, as one definition that each service
+//!   declares, and the broker user of each producer.
+//!
+//! The crate implements the `outbox` crate's traits for its messages ([`outbox::Inbound`] for
+//! `Envelope<AnyMessage>`, [`outbox::Outbound`] for [`Envelope`], [`outbox::Publish`] for every
+//! message) and gives it the system's [`topology()`].
 //!
 //! # Example
 //!
@@ -64,7 +69,7 @@ pub use messages::{
     StockReserved, order_total,
 };
 pub use topology::{
-    EXCHANGE, InvalidProducerUsers, ProducerUsers, SUBSCRIPTIONS, Service, Subscription,
+    EXCHANGE, InvalidProducerUsers, ProducerUsers, SUBSCRIPTIONS, Service, Subscription, topology,
 };
 pub use values::{
     CustomerId, InvalidValue, MessageId, Money, OrderId, PaymentId, ProductId, Quantity,

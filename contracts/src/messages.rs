@@ -141,7 +141,29 @@ macro_rules! messages {
                     AnyMessage::$name(message)
                 }
             }
+
+            impl outbox::Publish for $name {
+                type Id = crate::values::MessageId;
+                fn new_message(
+                    &self,
+                    causation_id: Option<crate::values::MessageId>,
+                ) -> Result<outbox::NewMessage, serde_json::Error> {
+                    crate::envelope::Envelope::new(self, causation_id)
+                        .map(|envelope| outbox::NewMessage::from(&envelope))
+                }
+            }
         )+
+
+        impl outbox::Publish for AnyMessage {
+            type Id = crate::values::MessageId;
+            fn new_message(
+                &self,
+                causation_id: Option<crate::values::MessageId>,
+            ) -> Result<outbox::NewMessage, serde_json::Error> {
+                crate::envelope::Envelope::from_any(self, causation_id)
+                    .map(|envelope| outbox::NewMessage::from(&envelope))
+            }
+        }
     };
 }
 

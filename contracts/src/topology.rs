@@ -1,7 +1,9 @@
-//! Who listens to what: the whole broker topology as one definition.
+//! Who listens to what: the whole broker topology as one definition, and who may send what.
 //!
 //! Every service declares all of it at start-up (not only its own queues), so a message
 //! published before its subscriber's first start is queued, never dropped as unroutable.
+//! [`topology`], [`Service::queues`], [`Service::account`] and [`ProducerUsers::producers`]
+//! give the outbox this system's layout, queues, broker accounts and trusted senders.
 
 use core::fmt;
 
@@ -65,6 +67,43 @@ impl Service {
             .filter(move |subscription| subscription.service == self)
             .map(|subscription| subscription.message_type)
     }
+
+    /// The queues the service consumes, in [`SUBSCRIPTIONS`] order.
+    pub fn queues(self) -> Vec<String> {
+        SUBSCRIPTIONS
+            .iter()
+            .filter(|subscription| subscription.service == self)
+            .map(Subscription::queue)
+            .collect()
+    }
+
+    /// The service's broker account for provisioning: `credentials`, the types it produces,
+    /// the queues it consumes.
+    pub fn account(
+        self,
+        credentials: outbox::provision::Credentials,
+    ) -> outbox::provision::Account {
+        outbox::provision::Account {
+            credentials,
+            produces: self
+                .produces()
+                .map(|message_type| message_type.name().to_owned())
+                .collect(),
+            queues: self.queues(),
+        }
+    }
+}
+
+/// The system's broker topology: [`EXCHANGE`] and a route per subscription, in
+/// [`SUBSCRIPTIONS`] order, with the outbox's default retry delays and delivery limit.
+pub fn topology() -> outbox::Topology {
+    let routes = SUBSCRIPTIONS
+        .iter()
+        .map(|subscription| {
+            outbox::Route::new(subscription.queue(), subscription.message_type.name())
+        })
+        .collect();
+    outbox::Topology::new(EXCHANGE, routes)
 }
 
 impl fmt::Display for Service {
@@ -197,6 +236,14 @@ impl ProducerUsers {
     /// The only broker user allowed to send messages of `message_type`.
     pub fn expected_sender(&self, message_type: MessageType) -> &str {
         self.user(message_type.producer())
+    }
+
+    /// Every message type's one allowed sender, as the outbox's consumers check it.
+    pub fn producers(&self) -> outbox::Producers {
+        MessageType::ALL
+            .iter()
+            .map(|&message_type| (message_type.name(), self.expected_sender(message_type)))
+            .collect()
     }
 }
 

@@ -5,14 +5,19 @@ use outbox::{Handler, HandlerError, enqueue_message};
 use sea_orm::DatabaseTransaction;
 use tracing::info;
 
+use crate::stock::Answer;
 use crate::store::{self, CommitOutcome, ReleaseOutcome, ReserveOutcome};
 
 /// Handles `OrderCreated`, `CommitStock` and `ReleaseStock` inside the consumer's transaction,
 /// publishing the answer through the outbox in the same transaction: `StockReserved` with the
 /// lines priced from the catalog, or `StockFailed` with the reason, both naming the customer.
+/// Every command is answered, every copy of it too (a repeat with the decision already taken):
+/// `StockCommitted` for a commit of a committed reservation, `StockReleased` for a release of
+/// nothing. Only what the saga never asks is rejected: a commit of nothing held, a release of
+/// sold stock.
 pub struct InventoryHandler;
 
-impl Handler for InventoryHandler {
+impl Handler<Envelope<AnyMessage>> for InventoryHandler {
     async fn handle(
         &self,
         transaction: &DatabaseTransaction,
@@ -20,33 +25,42 @@ impl Handler for InventoryHandler {
     ) -> Result<(), HandlerError> {
         let cause = Some(envelope.message_id);
         match &envelope.payload {
-            AnyMessage::OrderCreated(order) => match store::reserve(transaction, order).await? {
-                ReserveOutcome::Reserved(reserved) => {
-                    // Priced from the catalog under the rows' locks: the total payment charges
-                    // is what the catalog asked when the stock was held.
-                    info!(total = %reserved.total, "stock reserved");
-                    enqueue_message(transaction, &reserved, cause).await?;
+            AnyMessage::OrderCreated(order) => {
+                // Every copy is answered, a repeat with the decision taken before: the saga
+                // re-sends the request (new message id) until it hears an answer, and the first
+                // answer may be the one that was lost.
+                let answer = match store::reserve(transaction, order).await? {
+                    ReserveOutcome::Decided(answer) => answer,
+                    ReserveOutcome::AlreadyDecided(status, answer) => {
+                        info!(
+                            status = status.name(),
+                            "reservation decided before; answering with that decision again"
+                        );
+                        answer
+                    }
+                };
+                match answer {
+                    Answer::Reserved(reserved) => {
+                        // Priced from the catalog under the rows' locks when the stock was
+                        // held: the total payment charges is what the catalog asked then.
+                        info!(total = %reserved.total, "stock reserved");
+                        enqueue_message(transaction, &reserved, cause).await?;
+                    }
+                    Answer::Failed(reason) => {
+                        info!(%reason, "stock not reserved");
+                        enqueue_message(
+                            transaction,
+                            &StockFailed {
+                                order_id: order.order_id,
+                                customer_id: order.customer_id,
+                                reason,
+                            },
+                            cause,
+                        )
+                        .await?;
+                    }
                 }
-                ReserveOutcome::Failed(reason) => {
-                    info!(%reason, "stock not reserved");
-                    enqueue_message(
-                        transaction,
-                        &StockFailed {
-                            order_id: order.order_id,
-                            customer_id: order.customer_id,
-                            reason,
-                        },
-                        cause,
-                    )
-                    .await?;
-                }
-                ReserveOutcome::AlreadyDecided(status) => {
-                    info!(
-                        status = status.name(),
-                        "reservation already decided; nothing to do"
-                    );
-                }
-            },
+            }
             AnyMessage::CommitStock(command) => {
                 match store::commit(transaction, command.order_id).await? {
                     CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use contracts::{Money, OrderCreated, OrderId, StockReserved};
+use contracts::{Money, OrderCreated, OrderId};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -19,18 +19,18 @@ use sea_orm::{
 };
 
 use crate::entity::{product, reservation, reservation_line};
-use crate::stock::{CatalogEntry, ReservationStatus, decide};
+use crate::stock::{Answer, CatalogEntry, ReservationStatus, answer_again, decide};
 
 /// What a reservation request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReserveOutcome {
-    /// Every line is held; the reservation to publish, priced from the catalog.
-    Reserved(StockReserved),
-    /// Nothing is held; why, for people.
-    Failed(String),
-    /// Inventory had already decided for this order (a redelivery, or a tombstone left by a
-    /// release that came first): nothing changes and nothing is published.
-    AlreadyDecided(ReservationStatus),
+    /// Decided now: every line held and priced from the catalog, or nothing held and why.
+    Decided(Answer),
+    /// Inventory had decided for this order before (the saga re-sent the request because it
+    /// never heard the answer, or a release came first and left a tombstone): nothing changes,
+    /// and the answer is the earlier decision again, so that the saga hears it whichever copy
+    /// of the answer was lost.
+    AlreadyDecided(ReservationStatus, Answer),
 }
 
 /// What a commit request came to.
@@ -98,12 +98,19 @@ async fn insert_reservation<C: ConnectionTrait>(
 /// (`PUT /products/{id}` updates the locked row) waits for this transaction to end — so it
 /// comes either wholly before the reservation (which then pays the new price) or wholly after
 /// (which does not touch it). The lines keep the price they were held at.
+///
+/// An order decided before — held, committed, failed, or released (a tombstone, when the
+/// release came first) — changes nothing and is answered with that decision again.
 pub async fn reserve<C: ConnectionTrait>(
     db: &C,
     order: &OrderCreated,
 ) -> Result<ReserveOutcome, DbErr> {
-    if let Some(status) = status_of(db, order.order_id, true).await? {
-        return Ok(ReserveOutcome::AlreadyDecided(status));
+    if let Some(earlier) = reservation::Entity::find_by_id(order.order_id.as_uuid())
+        .lock_exclusive()
+        .one(db)
+        .await?
+    {
+        return answer_again_from_store(db, order, &earlier).await;
     }
     let mut product_ids: Vec<&str> = order
         .items
@@ -126,7 +133,7 @@ pub async fn reserve<C: ConnectionTrait>(
                 Some(reason.clone()),
             )
             .await?;
-            return Ok(ReserveOutcome::Failed(reason));
+            return Ok(ReserveOutcome::Decided(Answer::Failed(reason)));
         }
     };
     let (mut products, mut quantities, mut prices) = (Vec::new(), Vec::new(), Vec::new());
@@ -160,7 +167,53 @@ pub async fn reserve<C: ConnectionTrait>(
         ],
     ))
     .await?;
-    Ok(ReserveOutcome::Reserved(reserved))
+    Ok(ReserveOutcome::Decided(Answer::Reserved(reserved)))
+}
+
+/// The earlier decision for `order`, whose reservation row `earlier` the caller holds locked
+/// (so a concurrent commit or release cannot change it under the answer).
+///
+/// Lines keep the price they were held at. A line held before inventory priced reservations
+/// (`unit_price` NULL; its order carried client prices) is answered at the product's current
+/// catalog price: no price was recorded, and inventory never takes a client's price. Such
+/// orders predate the catalog and were decided long ago; payment answers its own recorded
+/// decision whatever total this repeat names, so the choice moves no money.
+async fn answer_again_from_store<C: ConnectionTrait>(
+    db: &C,
+    order: &OrderCreated,
+    earlier: &reservation::Model,
+) -> Result<ReserveOutcome, DbErr> {
+    let order_id = order.order_id;
+    let status = ReservationStatus::from_name(&earlier.status).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "reservation of order {order_id}: unknown status {:?}",
+            earlier.status
+        ))
+    })?;
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT line.product_id, line.quantity, COALESCE(line.unit_price, p.price)
+             FROM reservation_lines line LEFT JOIN products p ON p.product_id = line.product_id
+             WHERE line.order_id = $1",
+            [order_id.as_uuid().into()],
+        ))
+        .await?;
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let product_id: String = row.try_get_by_index(0)?;
+        let unit_price: Option<i64> = row.try_get_by_index(2)?;
+        // Products are never deleted; a legacy line whose product is gone cannot be priced.
+        let unit_price = unit_price.ok_or_else(|| {
+            DbErr::Custom(format!(
+                "reservation of order {order_id}: line {product_id} has no price and no product"
+            ))
+        })?;
+        kept.push((product_id, row.try_get_by_index(1)?, unit_price));
+    }
+    let answer = answer_again(order, status, earlier.reason.as_deref(), &kept)
+        .map_err(|error| DbErr::Custom(format!("reservation of order {order_id}: {error}")))?;
+    Ok(ReserveOutcome::AlreadyDecided(status, answer))
 }
 
 /// Locks the products, in id order, and returns the stock and price of those that exist.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use contracts::{AnyMessage, EXCHANGE, MessageType};
+use contracts::{AnyMessage, EXCHANGE, Envelope, MessageType};
 use futures::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -155,7 +155,10 @@ impl Observer {
                     None => break Some("the event consumer was closed by the broker".to_owned()),
                 };
                 let at = start.elapsed();
-                match outbox::wire::decode(&delivery.properties, &delivery.data) {
+                match outbox::wire::decode::<Envelope<AnyMessage>>(
+                    &delivery.properties,
+                    &delivery.data,
+                ) {
                     Ok(envelope) => {
                         let (status, reason, total) = match envelope.payload {
                             AnyMessage::OrderCompleted(completed) => {

@@ -37,8 +37,9 @@ struct Variables {
     /// How long to retry an unreachable broker at start before giving up, in seconds.
     #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value = "60", value_parser = seconds)]
     startup_timeout: Duration,
-    /// How many notifications are kept in memory (the oldest are dropped first), and how many
-    /// message ids are remembered for deduplication; at least 1.
+    /// How many notifications are kept in memory (the oldest are dropped first; a repeat of a
+    /// dropped one notifies again), and how many message ids are remembered for deduplication;
+    /// at least 1.
     #[arg(long, env = "NOTIFY_MAX_NOTIFICATIONS", default_value_t = DEFAULT_MAX_NOTIFICATIONS)]
     max_notifications: NonZeroUsize,
     /// The broker user of each producing service, as `service=user,…`; a service not named is
@@ -61,8 +62,9 @@ pub struct Config {
     /// before giving up.
     pub startup_timeout: Duration,
     /// `NOTIFY_MAX_NOTIFICATIONS`, default 10000, at least 1: how many notifications are kept
-    /// in memory (the oldest are dropped first), and how many message ids are remembered for
-    /// deduplication.
+    /// in memory (the oldest are dropped first; they are also what a repeat of the same fact
+    /// is recognised by, so a repeat of a dropped one notifies again), and how many message ids
+    /// are remembered for deduplication.
     pub max_notifications: NonZeroUsize,
     /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
     /// service's name); a message from anyone else is dead-lettered.

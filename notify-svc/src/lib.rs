@@ -9,13 +9,23 @@
 //!
 //! # Delivery guarantee
 //!
-//! At least once from the broker, deduplicated only in memory. A message is acknowledged only
-//! after its notification was logged and stored, so none is lost while the broker keeps the
-//! message. Duplicates are suppressed by message id within one process lifetime and among the
-//! last `NOTIFY_MAX_NOTIFICATIONS` message ids only: after a restart, with two replicas, or
-//! after that many other messages, a redelivered message produces a second notification. The
-//! stored notifications live only as long as the process, the oldest dropped beyond
-//! `NOTIFY_MAX_NOTIFICATIONS`.
+//! At least once from the broker; at most once per order and kind, but remembered only in
+//! memory. A message is acknowledged only after its notification was stored and logged, so
+//! none is lost while the broker keeps the message.
+//!
+//! A customer is told each kind of fact about an order (`StockFailed`, `PaymentSucceeded`, …)
+//! once: participants answer every command the saga re-sends, each answer under a new message
+//! id, so the message id alone cannot tell a repeat. A message whose order already has a
+//! notification of its kind is taken as a repeat of the same fact (an order is charged,
+//! refused, completed or cancelled once) and handled without notifying; the first notification
+//! stands, even if a repeat words its reason differently. Redeliveries of one message id are
+//! also dropped earlier, among the last `NOTIFY_MAX_NOTIFICATIONS` message ids.
+//!
+//! What holds after a restart: nothing. With no database, what was sent is known only to the
+//! process that sent it, and only while the order's notification is among the last
+//! `NOTIFY_MAX_NOTIFICATIONS` kept (the oldest are dropped first). After a restart, on another
+//! replica (replicas share queues, not memory), or once the notification was dropped, a repeat
+//! or a redelivery notifies the customer a second time.
 //!
 //! Layout: [`notification`] builds the texts (pure), [`store`] keeps what was sent,
 //! [`handler`] reacts to messages, [`api`] is the HTTP API; [`run`] wires them.
@@ -27,10 +37,9 @@ pub mod notification;
 pub mod store;
 
 use contracts::Service;
-use outbox::runtime::{BackgroundTasks, check_broker, connect_broker};
-use outbox::{ConsumerConfig, ConsumerRunner, InMemoryProcessor, Topology};
-use service_kit::entrypoint::{RunError, bind, serve_then, service_router};
-use service_kit::health::Readiness;
+use outbox::runtime::BrokerInfrastructure;
+use service_kit::entrypoint::RunError;
+use service_kit::launch::{ServiceBuilder, StartedService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,9 +47,8 @@ pub use config::{Config, ENVIRONMENT};
 
 /// Runs the service until `shutdown` is cancelled: binds `HTTP_ADDR` once the broker is ready.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let (router, background) = start(&config, &shutdown).await?;
-    let listener = bind(config.http_addr).await?;
-    serve_then(listener, router, shutdown, background.shutdown()).await
+    let started = start(&config, &shutdown).await?;
+    started.serve(config.http_addr, shutdown).await
 }
 
 /// Like [`run`], on a listener the caller bound (tests bind port 0).
@@ -49,47 +57,32 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let (router, background) = start(&config, &shutdown).await?;
-    serve_then(listener, router, shutdown, background.shutdown()).await
+    let started = start(&config, &shutdown).await?;
+    started.serve_on(listener, shutdown).await
 }
 
-async fn start(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<(axum::Router, BackgroundTasks), RunError> {
-    let broker = connect_broker(
-        &config.amqp_url,
-        Service::Notify,
-        Topology::default(),
-        config.startup_timeout,
-        shutdown,
-    )
-    .await
-    .map_err(RunError::startup)?;
-    let notifications = store::NotificationStore::new(config.max_notifications);
-
-    let mut background = BackgroundTasks::new();
-    let processor = InMemoryProcessor::new(
-        handler::NotifyHandler::new(notifications.clone()),
-        config.max_notifications.get(),
-    );
-    let consumer_config = ConsumerConfig {
-        connection_name: "notify-svc consumer".into(),
-        producers: config.producers.clone(),
-        ..ConsumerConfig::default()
+/// The service's own parts of the common start: its subscriptions, handler, what it remembers
+/// and API. The handler and the API share one store of what was sent.
+async fn start(config: &Config, shutdown: &CancellationToken) -> Result<StartedService, RunError> {
+    let service = ServiceBuilder {
+        name: Service::Notify.name(),
+        queues: Service::Notify.queues(),
+        topology: contracts::topology(),
+        producers: config.producers.producers(),
+        authenticator: config.auth.authenticator.clone(),
     };
-    let consumer = ConsumerRunner::new(broker.clone(), Service::Notify, processor, consumer_config);
-    background.spawn_producer(|stop| consumer.run(stop));
-
-    let readiness = Readiness::new().with_check("broker", move || {
-        let broker = broker.clone();
-        async move { check_broker(&broker).await }
-    });
-    let router = service_router(
-        api::routes(notifications),
-        readiness,
-        "notify-svc",
-        config.auth.authenticator.clone(),
-    )?;
-    Ok((router, background))
+    let infrastructure = BrokerInfrastructure {
+        amqp_url: &config.amqp_url,
+        startup_timeout: config.startup_timeout,
+        remembered_messages: config.max_notifications.get(),
+    };
+    let notifications = store::NotificationStore::new(config.max_notifications);
+    service
+        .start_without_database(
+            infrastructure,
+            handler::NotifyHandler::new(notifications.clone()),
+            shutdown,
+            |_messaging| api::routes(notifications),
+        )
+        .await
 }

@@ -3,87 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::num::NonZeroUsize;
+mod common;
+
 use std::time::Duration;
 
+use common::{PATIENCE, await_notifications, bus, envelope, money, notifications, paid, start};
 use contracts::{
-    CustomerId, EXCHANGE, Envelope, Message, MessageId, Money, OrderCancelled, OrderCompleted,
-    OrderId, PaymentFailed, PaymentId, PaymentSucceeded, PricedLine, ProductId, Quantity, Service,
-    StockFailed, StockReserved,
+    CustomerId, EXCHANGE, Envelope, MessageId, OrderCancelled, OrderCompleted, OrderId,
+    PaymentFailed, PricedLine, ProductId, Quantity, StockFailed, StockReserved,
 };
-use notify_svc::Config;
 use serde_json::{Value, json};
 use testkit::auth::{self, Identity, expired_token, forged_token};
-use testkit::bus::TestBus;
-use testkit::service::{RunningService, ServiceEnv};
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn start() -> RunningService {
-    RunningService::start(Service::Notify, false, |env: ServiceEnv| {
-        let config = Config {
-            amqp_url: env.amqp_url,
-            http_addr: env.listener.local_addr().unwrap(),
-            startup_timeout: Duration::from_secs(10),
-            max_notifications: NonZeroUsize::new(1_000).unwrap(),
-            producers: env.producers,
-            auth: env.auth,
-        };
-        notify_svc::run_with_listener(config, env.listener, env.shutdown)
-    })
-    .await
-}
-
-async fn bus(service: &RunningService) -> TestBus {
-    TestBus::connect(&service.vhost, &[]).await
-}
-
-/// The order's notifications as an operator lists them.
-async fn notifications(service: &RunningService, order_id: OrderId) -> Vec<Value> {
-    let (status, body) = service
-        .get_json(&format!("/notifications?order_id={order_id}"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array().unwrap().clone()
-}
-
-/// The order's notifications once there are at least `count`.
-async fn await_notifications(
-    service: &RunningService,
-    order_id: OrderId,
-    count: usize,
-) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let listed = notifications(service, order_id).await;
-        if listed.len() >= count {
-            return listed;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order {order_id} has {} notifications, expected {count}: {listed:?}",
-            listed.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn money(minor_units: i64) -> Money {
-    Money::new(minor_units).unwrap()
-}
-
-fn envelope<M: Message>(message: &M) -> Envelope {
-    Envelope::new(message, None).unwrap()
-}
-
-fn paid(order_id: OrderId, customer_id: CustomerId, minor_units: i64) -> Envelope {
-    envelope(&PaymentSucceeded {
-        order_id,
-        customer_id,
-        payment_id: PaymentId::generate(),
-        amount: money(minor_units),
-    })
-}
+use testkit::service::RunningService;
 
 #[tokio::test]
 async fn every_consumed_type_notifies_the_customer_of_its_order() {
@@ -178,32 +109,6 @@ async fn every_consumed_type_notifies_the_customer_of_its_order() {
     }
 }
 
-#[tokio::test]
-async fn an_order_lists_its_notifications_in_sending_order_and_a_redelivery_once() {
-    let service = start().await;
-    let bus = bus(&service).await;
-    let (order_id, customer_id) = (OrderId::generate(), CustomerId::generate());
-    let (first, second) = (
-        paid(order_id, customer_id, 100),
-        paid(order_id, customer_id, 200),
-    );
-    // One queue, so the broker delivers them in this order.
-    bus.publish(&first).await;
-    bus.publish(&first).await;
-    bus.publish(&second).await;
-    let listed = await_notifications(&service, order_id, 2).await;
-    let ids: Vec<&str> = listed
-        .iter()
-        .map(|notification| notification["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids,
-        [first.message_id.to_string(), second.message_id.to_string()]
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(notifications(&service, order_id).await.len(), 2);
-}
-
 /// Only messages of the types notify subscribes to, from the service that produces each, are
 /// ever notified: a type it does not hear passes it by, and a message put on its queues by
 /// anyone else (here the broker's administrator, with no `user_id`) is dead-lettered unread.
@@ -246,7 +151,7 @@ async fn only_subscribed_messages_from_their_producers_notify_anyone() {
         ),
     ];
     for &(exchange, routing_key, published, queue) in cases {
-        let outgoing = outbox::wire::outgoing_envelope(published);
+        let outgoing = outbox::wire::outgoing(&outbox::NewMessage::from(published));
         bus.publish_raw(exchange, routing_key, outgoing.properties, &outgoing.body)
             .await;
         let dead_letters = outbox::dead_letter_queue(queue);

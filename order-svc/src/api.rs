@@ -1,32 +1,32 @@
-//! The REST order API: place orders, read them with their saga timeline, list them, and show
-//! the saga table the running binary uses.
+//! The REST order API: place orders, read them with their saga timeline and the effects
+//! awaiting confirmation, list them, cancel them, and show the saga table the running binary
+//! uses. The bodies are in [`crate::representation`].
 //!
 //! Every route is behind the service's authentication layer; the handlers decide what the
 //! [`Caller`] may do. A customer places and reads only their own orders, and another
 //! customer's order is answered exactly like a missing one (404): its existence is not theirs
 //! to learn. An operator may do everything.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use contracts::OrderId;
 use saga_core::Label;
-use saga_core::order::{ORDER_SAGA, OrderState};
+use saga_core::order::OrderState;
+use saga_runtime::RuntimeError;
 use sea_orm::{DatabaseConnection, DbErr};
-use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, Forbidden};
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::problem::Problem;
-use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::saga::EffectError;
-use crate::store::{self, ListFilter, OrderRecord, PlaceError, Placed};
+use crate::cancel::{self, Cancellation};
+use crate::representation::{ListOrders, Order, OrderPage, SagaDefinition};
+use crate::store::{self, ListFilter, OrderRuntime, Placed};
 use crate::validation::{PlaceOrder, Refusal, Violation, idempotency_key, validate};
 
 /// The header that makes `POST /orders` safe to retry.
@@ -50,23 +50,28 @@ pub enum ApiError {
     /// The `Idempotency-Key` was used with another request.
     #[error("the Idempotency-Key was already used with a different request")]
     KeyReused,
+    /// A cancellation of an order that is paid for (`Paid`, `Completed`).
+    #[error("order {order_id} is {state}: a paid order can no longer be cancelled")]
+    NotCancellable {
+        /// The order.
+        order_id: OrderId,
+        /// Its state.
+        state: &'static str,
+    },
     /// The database failed (opaque to clients).
     #[error("database: {0}")]
     Database(#[from] DbErr),
-    /// A message could not be built (opaque to clients).
-    #[error("message: {0}")]
-    Effect(#[from] EffectError),
-    /// A message could not be encoded (opaque to clients).
-    #[error("encoding: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// The saga runtime failed: a stored order it cannot read, a message it cannot build, a
+    /// race lost too often (opaque to clients).
+    #[error("saga: {0}")]
+    Saga(RuntimeError),
 }
 
-impl From<PlaceError> for ApiError {
-    fn from(error: PlaceError) -> Self {
+impl From<RuntimeError> for ApiError {
+    fn from(error: RuntimeError) -> Self {
         match error {
-            PlaceError::Database(cause) => ApiError::Database(cause),
-            PlaceError::Effect(cause) => ApiError::Effect(cause),
-            PlaceError::Encode(cause) => ApiError::Encode(cause),
+            RuntimeError::Database(cause) => ApiError::Database(cause),
+            other => ApiError::Saga(other),
         }
     }
 }
@@ -103,193 +108,14 @@ impl IntoResponse for ApiError {
                     IDEMPOTENCY_KEY,
                     "already used with a different request body",
                 ),
+            ApiError::NotCancellable { .. } => {
+                Problem::new(StatusCode::CONFLICT, "Not cancellable").with_detail(self.to_string())
+            }
             ApiError::Database(cause) => Problem::internal(cause),
-            ApiError::Effect(cause) => Problem::internal(cause),
-            ApiError::Encode(cause) => Problem::internal(cause),
+            ApiError::Saga(cause) => Problem::internal(cause),
         };
         problem.into_response()
     }
-}
-
-/// One line of an order.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Item {
-    /// The product.
-    pub product_id: String,
-    /// How many.
-    pub quantity: i32,
-    /// The catalog price of one unit when inventory reserved the stock, in minor units; `null`
-    /// until then.
-    #[schema(minimum = 0)]
-    pub unit_price: Option<i64>,
-}
-
-/// One step of an order's saga: a row of the saga table that applied.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Step {
-    /// State before.
-    pub from: String,
-    /// State after (equal to `from` for the compensation of a late event).
-    pub to: String,
-    /// The event.
-    pub event: String,
-    /// When it applied.
-    pub at: DateTime<Utc>,
-    /// What the saga asked for.
-    pub effects: Vec<String>,
-}
-
-/// An order.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Order {
-    /// The order.
-    pub id: Uuid,
-    /// Who placed it.
-    pub customer_id: Uuid,
-    /// `Pending`, `Reserved`, `Paid`, `Completed` or `Cancelled`.
-    pub status: String,
-    /// What was ordered.
-    pub items: Vec<Item>,
-    /// What is charged: Σ quantity × unit price at the catalog prices of the reservation, in
-    /// minor units; `null` until the stock is reserved (or the payment heard).
-    #[schema(minimum = 0)]
-    pub total: Option<i64>,
-    /// When it was placed.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// When it is cancelled if still `Pending` or `Reserved`.
-    pub deadline_at: DateTime<Utc>,
-    /// Why it was cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cancellation_reason: Option<String>,
-    /// Every saga step, in order (left out of lists).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeline: Option<Vec<Step>>,
-}
-
-impl Order {
-    fn from_record(record: OrderRecord, with_timeline: bool) -> Order {
-        let timeline = with_timeline.then(|| {
-            record
-                .timeline
-                .into_iter()
-                .map(|step| Step {
-                    from: step.from_state,
-                    to: step.to_state,
-                    event: step.event,
-                    at: step.at,
-                    effects: serde_json::from_value(step.effects).unwrap_or_default(),
-                })
-                .collect()
-        });
-        Order {
-            id: record.order.id,
-            customer_id: record.order.customer_id,
-            status: record.order.status,
-            items: record
-                .lines
-                .into_iter()
-                .map(|line| Item {
-                    product_id: line.product_id,
-                    quantity: line.quantity,
-                    unit_price: line.unit_price,
-                })
-                .collect(),
-            total: record.order.total,
-            created_at: record.order.created_at,
-            updated_at: record.order.updated_at,
-            deadline_at: record.order.deadline_at,
-            cancellation_reason: record.order.cancellation_reason,
-            timeline,
-        }
-    }
-}
-
-/// A page of orders, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct OrderPage {
-    /// The orders, without timelines.
-    pub items: Vec<Order>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Uuid>,
-}
-
-/// An order's state, as the API names it (the order saga's states).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // Only its schema is used: the handler validates the text itself.
-pub enum OrderStatus {
-    /// Placed; stock not reserved yet.
-    Pending,
-    /// Stock reserved; payment not taken yet.
-    Reserved,
-    /// Paid; the reserved stock not committed yet.
-    Paid,
-    /// Stock committed: the order is done.
-    Completed,
-    /// Cancelled, with the compensations its progress required.
-    Cancelled,
-}
-
-/// Filters and paging of `GET /orders`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListOrders {
-    /// Only orders in this state.
-    #[param(value_type = Option<OrderStatus>, inline)]
-    pub status: Option<String>,
-    /// Only this customer's orders (a customer may name only themselves, and sees only their
-    /// own either way).
-    pub customer_id: Option<Uuid>,
-    /// Page size, 1–100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<Uuid>,
-}
-
-/// One row of the saga table.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SagaRow {
-    /// In this state…
-    pub from: String,
-    /// …on this event…
-    pub event: String,
-    /// …go here…
-    pub to: String,
-    /// …and ask for these.
-    pub effects: Vec<String>,
-}
-
-/// A `(state, event)` pair that changes nothing (a duplicate, or an event the saga moved past).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct IgnoredPair {
-    /// The state.
-    pub state: String,
-    /// The event.
-    pub event: String,
-}
-
-/// The order saga exactly as this binary runs it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SagaDefinition {
-    /// The table's name.
-    pub name: String,
-    /// Where every order starts.
-    pub initial: String,
-    /// What the start asks for.
-    pub start_effects: Vec<String>,
-    /// States never left.
-    pub terminal: Vec<String>,
-    /// The decisions.
-    pub rows: Vec<SagaRow>,
-    /// Pairs that change nothing; every other pair is invalid.
-    pub ignored: Vec<IgnoredPair>,
-    /// The table as a Mermaid `stateDiagram-v2`.
-    pub mermaid: String,
-    /// The table as Graphviz DOT.
-    pub dot: String,
 }
 
 /// The handlers' shared state.
@@ -297,10 +123,10 @@ pub struct SagaDefinition {
 pub struct AppState {
     /// The order database.
     pub db: DatabaseConnection,
-    /// Wakes the relay after an order is committed.
+    /// Wakes the relay after an order or a cancellation is committed.
     pub signal: outbox::OutboxSignal,
-    /// `ORDER_SAGA_TIMEOUT_SECS`.
-    pub saga_timeout: Duration,
+    /// The order saga's runtime.
+    pub runtime: Arc<OrderRuntime>,
 }
 
 /// Places an order: `Pending`, with `OrderCreated` in the outbox, in one transaction. A
@@ -345,12 +171,12 @@ async fn place_order(
         }
     };
     let order = validate(&request, &caller)?;
-    let placed = store::place(&state.db, &order, key.as_deref(), state.saga_timeout).await?;
+    let placed = store::place(&state.db, &state.runtime, &order, key.as_deref()).await?;
     match placed {
         Placed::Created(record) => {
             state.signal.wake();
-            let location = [(header::LOCATION, format!("/orders/{}", record.order.id))];
-            tracing::info!(order_id = %record.order.id, %caller, "order placed");
+            let location = [(header::LOCATION, format!("/orders/{}", record.id))];
+            tracing::info!(order_id = %record.id, %caller, "order placed");
             Ok((
                 StatusCode::CREATED,
                 location,
@@ -365,7 +191,8 @@ async fn place_order(
     }
 }
 
-/// An order with its saga timeline: the caller's own, or any for an operator.
+/// An order with its saga timeline and the effects still awaiting confirmation: the caller's
+/// own, or any for an operator.
 #[utoipa::path(
     get, path = "/orders/{id}",
     params(("id" = Uuid, Path, description = "The order")),
@@ -381,8 +208,8 @@ async fn get_order(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Order>, ApiError> {
     let order_id = OrderId::from(id);
-    match store::find(&state.db, order_id).await? {
-        Some(record) if caller.may_act_for(record.order.customer_id) => {
+    match store::find(&state.db, &state.runtime, order_id).await? {
+        Some(record) if caller.may_act_for(record.customer_id) => {
             Ok(ApiJson(Order::from_record(record, true)))
         }
         // Another customer's order is answered exactly like a missing one.
@@ -408,9 +235,8 @@ async fn list_orders(
 ) -> Result<ApiJson<OrderPage>, ApiError> {
     let customer_id = listed_customer(&caller, query.customer_id)?;
     let mut violations = Vec::new();
-    if let Some(status) = &query.status
-        && OrderState::from_name(status).is_none()
-    {
+    let status = query.status.as_deref().map(OrderState::from_name);
+    if let Some(None) = status {
         let names: Vec<&str> = OrderState::ALL.iter().map(|state| state.name()).collect();
         violations.push(Violation {
             field: "status".into(),
@@ -428,17 +254,14 @@ async fn list_orders(
         return Err(ApiError::Invalid(violations));
     }
     let filter = ListFilter {
-        status: query.status,
+        status: status.flatten(),
         customer_id,
         before: query.cursor,
         limit: limit.unsigned_abs(),
     };
-    let records = store::list(&state.db, &filter).await?;
+    let records = store::list(&state.db, &state.runtime, &filter).await?;
     let full_page = records.len() as u64 == filter.limit;
-    let next_cursor = records
-        .last()
-        .filter(|_| full_page)
-        .map(|record| record.order.id);
+    let next_cursor = records.last().filter(|_| full_page).map(|record| record.id);
     Ok(ApiJson(OrderPage {
         items: records
             .into_iter()
@@ -466,42 +289,42 @@ fn listed_customer(caller: &Caller, asked: Option<Uuid>) -> Result<Option<Uuid>,
 /// authenticated caller.
 #[utoipa::path(get, path = "/saga", responses((status = 200, body = SagaDefinition)))]
 async fn saga(_caller: Caller) -> ApiJson<SagaDefinition> {
-    let names = |effects: &[saga_core::order::OrderEffect]| {
-        effects
-            .iter()
-            .map(|effect| effect.name().to_owned())
-            .collect()
-    };
-    ApiJson(SagaDefinition {
-        name: ORDER_SAGA.name.to_owned(),
-        initial: ORDER_SAGA.initial.name().to_owned(),
-        start_effects: names(ORDER_SAGA.start_effects),
-        terminal: ORDER_SAGA
-            .terminal
-            .iter()
-            .map(|state| state.name().to_owned())
-            .collect(),
-        rows: ORDER_SAGA
-            .rows
-            .iter()
-            .map(|row| SagaRow {
-                from: row.from.name().to_owned(),
-                event: row.event.name().to_owned(),
-                to: row.to.name().to_owned(),
-                effects: names(row.effects),
-            })
-            .collect(),
-        ignored: ORDER_SAGA
-            .ignored
-            .iter()
-            .map(|(state, event)| IgnoredPair {
-                state: state.name().to_owned(),
-                event: event.name().to_owned(),
-            })
-            .collect(),
-        mermaid: ORDER_SAGA.to_mermaid(),
-        dot: ORDER_SAGA.to_dot(),
-    })
+    ApiJson(SagaDefinition::of_the_order_saga())
+}
+
+/// Cancels an order that is not paid yet, through the saga table: a `Pending` or `Reserved`
+/// order is cancelled, asking inventory to release and payment to refund whatever they did so
+/// far, and the cancellation is announced; a `Cancelled` one stays as it is (asking again is
+/// fine). A `Paid` or `Completed` order is paid for and on its way: 409. The caller's own
+/// order, or any for an operator.
+#[utoipa::path(
+    post, path = "/orders/{id}/cancel",
+    params(("id" = Uuid, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Cancelled (now, or already before)", body = Order),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or another customer's (answered alike)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is Paid or Completed (the detail names its state): it can no longer be cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body (none is read) over the limit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<ApiJson<Order>, ApiError> {
+    let order_id = OrderId::from(id);
+    match cancel::cancel(&state.db, &state.runtime, order_id, &caller).await? {
+        Cancellation::Cancelled(record) => {
+            // Whether or not this request wrote the cancellation, a wake costs one claim.
+            state.signal.wake();
+            Ok(ApiJson(Order::from_record(*record, true)))
+        }
+        Cancellation::Refused { order_id, state } => {
+            Err(ApiError::NotCancellable { order_id, state })
+        }
+        Cancellation::NotFound => Err(ApiError::NotFound(order_id)),
+    }
 }
 
 /// The API routes, documented.
@@ -509,6 +332,7 @@ pub fn routes(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(place_order, list_orders))
         .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
         .routes(routes!(saga))
         .with_state(state)
 }

@@ -9,6 +9,15 @@ use clap::{CommandFactory, Parser};
 use service_kit::auth::{AuthConfig, AuthVariables};
 use service_kit::config::{ConfigError, Lookup, pool_size, positive_seconds, seconds};
 
+/// A duration of at least one millisecond, in milliseconds.
+fn positive_millis(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(millis) => Ok(Duration::from_millis(millis)),
+        Err(error) => Err(format!("not a number of milliseconds: {error}")),
+    }
+}
+
 /// Every environment variable the service reads (checked against `compose.yaml` by a test),
 /// generated from [`Variables`], then `RUST_LOG` and `LOG_FORMAT`.
 pub static ENVIRONMENT: LazyLock<Vec<&'static str>> =
@@ -43,6 +52,11 @@ struct Variables {
     /// is cancelled, with the compensations its progress requires.
     #[arg(long, env = "ORDER_SAGA_TIMEOUT_SECS", default_value = "30", value_parser = positive_seconds)]
     saga_timeout: Duration,
+    /// How long a command that needs an answer (reserve, commit, release, refund) waits for it
+    /// before it is sent again, in milliseconds (at least 1); each further re-send waits twice
+    /// as long, up to a minute.
+    #[arg(long, env = "ORDER_SAGA_RESEND_AFTER_MS", default_value = "5000", value_parser = positive_millis)]
+    resend_after: Duration,
     /// The broker user of each producing service, as `service=user,…`; a service not named is
     /// expected to publish as the user named after it (`inventory-svc`, …). A message from
     /// anyone else is dead-lettered.
@@ -69,6 +83,9 @@ pub struct Config {
     /// `ORDER_SAGA_TIMEOUT_SECS`, default 30: an order still `Pending` or `Reserved` this long
     /// after it was placed is cancelled, with the compensations its progress requires.
     pub saga_timeout: Duration,
+    /// `ORDER_SAGA_RESEND_AFTER_MS`, default 5000: how long a command that needs an answer
+    /// waits for it before it is sent again (then twice as long each time, up to a minute).
+    pub resend_after: Duration,
     /// `AMQP_PRODUCER_USERS`: the broker user of each producing service (default: the
     /// service's name); a message from anyone else is dead-lettered.
     pub producers: contracts::ProducerUsers,
@@ -95,6 +112,7 @@ impl Config {
             startup_timeout: variables.startup_timeout,
             database_max_connections: variables.database_max_connections,
             saga_timeout: variables.saga_timeout,
+            resend_after: variables.resend_after,
             producers: variables.producers.unwrap_or_default(),
             auth: AuthConfig::from_variables(variables.auth)?,
         })
@@ -172,6 +190,14 @@ mod tests {
             ),
             (&[("HTTP_ADDR", "nowhere")], Err("HTTP_ADDR")),
             (
+                &[("ORDER_SAGA_RESEND_AFTER_MS", "0")],
+                Err("ORDER_SAGA_RESEND_AFTER_MS"),
+            ),
+            (
+                &[("ORDER_SAGA_RESEND_AFTER_MS", "soon")],
+                Err("ORDER_SAGA_RESEND_AFTER_MS"),
+            ),
+            (
                 &[("AMQP_PRODUCER_USERS", "bank=x")],
                 Err("AMQP_PRODUCER_USERS"),
             ),
@@ -185,6 +211,19 @@ mod tests {
         for (changes, expected) in cases {
             check(changes, *expected);
         }
+    }
+
+    #[test]
+    fn the_resend_pacing_defaults_to_five_seconds() {
+        let resend_after = |value: &str| {
+            let mut variables: HashMap<&str, &str> = REQUIRED.into_iter().collect();
+            variables.insert("ORDER_SAGA_RESEND_AFTER_MS", value);
+            Config::from_lookup(&|name: &str| variables.get(name).map(|v| (*v).to_owned()))
+                .unwrap()
+                .resend_after
+        };
+        assert_eq!(resend_after(""), Duration::from_secs(5));
+        assert_eq!(resend_after("250"), Duration::from_millis(250));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub fn reason(before: OrderState, heard: &Heard, saga_timeout: Duration) -> Stri
         (_, OrderEvent::DeadlinePassed) => {
             format!("not completed within {} s", saga_timeout.as_secs())
         }
+        // The reason of a request names who asked ("the customer", "operator …").
+        (_, OrderEvent::CancelRequested) => format!("cancelled at the request of {carried}"),
         (OrderState::Cancelled, OrderEvent::StockReserved) => {
             "stock was reserved after the order was cancelled".into()
         }
@@ -236,6 +238,15 @@ mod tests {
         assert_eq!(
             reason(OrderState::Pending, &deadline, Duration::from_secs(30)),
             "not completed within 30 s"
+        );
+        let request = Heard {
+            event: OrderEvent::CancelRequested,
+            reason: Some("the customer".into()),
+            learned: None,
+        };
+        assert_eq!(
+            reason(OrderState::Reserved, &request, Duration::from_secs(30)),
+            "cancelled at the request of the customer"
         );
     }
 

@@ -1,30 +1,49 @@
-//! Orders in the database: placing them (with their first message), reading them back.
+//! Orders in the database: placing them (the business rows and the saga's start in one
+//! transaction), reading them back with their saga state, listing them.
+//!
+//! The business rows (`orders`, `order_lines`) say who ordered what and when; everything the
+//! saga decides — status, prices, total, reasons, deadline, timeline, effects awaiting
+//! confirmation — is the saga runtime's, read through [`OrderRuntime`].
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use contracts::{CustomerId, Envelope, OrderId};
+use chrono::{DateTime, Utc};
+use contracts::{CustomerId, OrderId};
 use saga_core::Label;
-use saga_core::order::ORDER_SAGA;
+use saga_core::order::{OrderEffect, OrderEvent, OrderState};
+use saga_runtime::{EffectStatus, RuntimeError, SagaRuntime, TimelineEntry};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryResult, SqlErr, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
-use crate::entity::{order, order_line, order_transition};
-use crate::saga::{EffectError, OrderFacts, effect_message};
+use crate::definition::{OrderData, OrderSaga};
+use crate::entity::{order, order_line};
 use crate::validation::{ValidOrder, canonical};
+
+/// The saga runtime of the order saga.
+pub type OrderRuntime = SagaRuntime<OrderSaga>;
 
 /// An order with everything the API shows.
 #[derive(Clone, Debug)]
 pub struct OrderRecord {
-    /// The order row.
-    pub order: order::Model,
-    /// Its lines, in request order.
-    pub lines: Vec<order_line::Model>,
+    /// The order.
+    pub id: Uuid,
+    /// Who placed it.
+    pub customer_id: Uuid,
+    /// When it was placed.
+    pub created_at: DateTime<Utc>,
+    /// Its saga state.
+    pub state: OrderState,
+    /// What the saga knows of it: lines, prices, total, reasons.
+    pub data: OrderData,
+    /// When it is cancelled unless it moves on first; `None` once no timer runs.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// The saga's last write.
+    pub updated_at: DateTime<Utc>,
     /// Its saga steps, in order (empty when listing).
-    pub timeline: Vec<order_transition::Model>,
+    pub timeline: Vec<TimelineEntry<OrderState, OrderEvent, OrderEffect>>,
+    /// The effects still awaiting their confirmation (empty when listing).
+    pub awaiting: Vec<EffectStatus<OrderEffect, OrderEvent>>,
 }
 
 /// What placing an order came to.
@@ -38,67 +57,41 @@ pub enum Placed {
     KeyReused,
 }
 
-/// Why an order could not be placed.
-#[derive(Debug, thiserror::Error)]
-pub enum PlaceError {
-    /// The database failed.
-    #[error("database: {0}")]
-    Database(#[from] DbErr),
-    /// The first message could not be built.
-    #[error("building the first message: {0}")]
-    Effect(#[from] EffectError),
-    /// The first message could not be encoded.
-    #[error("encoding the first message: {0}")]
-    Encode(#[from] serde_json::Error),
-}
-
-/// Stores a new `Pending` order and its first message (`OrderCreated`, the saga's start effect)
-/// in one transaction. Its prices are unknown until inventory reserves the stock. With an
-/// `Idempotency-Key`, a repeated request gets the original order; keys are the customer's own,
-/// so another customer's key names another order, and reveals nothing of the first.
+/// Stores a new order and starts its saga (`Pending`, the reservation request in the outbox,
+/// the deadline armed) in one transaction. Its prices are unknown until inventory reserves the
+/// stock. With an `Idempotency-Key`, a repeated request gets the original order; keys are the
+/// customer's own, so another customer's key names another order, and reveals nothing of the
+/// first.
 pub async fn place(
     db: &DatabaseConnection,
+    runtime: &OrderRuntime,
     order: &ValidOrder,
     idempotency_key: Option<&str>,
-    saga_timeout: Duration,
-) -> Result<Placed, PlaceError> {
+) -> Result<Placed, RuntimeError> {
     let request = canonical(order);
     if let Some(key) = idempotency_key
-        && let Some(existing) = by_idempotency_key(db, order.customer_id, key, &request).await?
+        && let Some(existing) =
+            by_idempotency_key(db, runtime, order.customer_id, key, &request).await?
     {
         return Ok(existing);
     }
     let order_id = OrderId::generate();
-    let now = contracts::envelope::now();
-    let deadline =
-        now + chrono::Duration::from_std(saga_timeout).unwrap_or(chrono::Duration::seconds(30));
-    // The rows are built here once: inserted, then returned as the answer, so the new order is
-    // never read back.
     let stored = order::Model {
         id: order_id.as_uuid(),
         customer_id: order.customer_id.as_uuid(),
-        status: ORDER_SAGA.initial.name().to_owned(),
-        total: None,
-        version: 0,
-        cancellation_reason: None,
-        deadline_at: deadline,
         idempotency_key: idempotency_key.map(str::to_owned),
         idempotency_request: idempotency_key.map(|_| request.clone()),
-        created_at: now,
-        updated_at: now,
+        created_at: contracts::envelope::now(),
     };
-    let lines: Vec<order_line::Model> = order
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(index, line)| order_line::Model {
+    let lines = order.lines.iter().enumerate().map(|(index, line)| {
+        order_line::Model {
             order_id: order_id.as_uuid(),
             line_no: i32::try_from(index).unwrap_or(i32::MAX),
             product_id: line.product_id.as_str().to_owned(),
             quantity: i32::try_from(line.quantity.get()).unwrap_or(i32::MAX),
-            unit_price: None,
-        })
-        .collect();
+        }
+        .into_active_model()
+    });
     let transaction = db.begin().await?;
     let inserted = order::Entity::insert(stored.clone().into_active_model())
         .exec_without_returning(&transaction)
@@ -109,52 +102,37 @@ pub async fn place(
             (idempotency_key, error.sql_err())
         {
             transaction.rollback().await?;
-            if let Some(existing) = by_idempotency_key(db, order.customer_id, key, &request).await?
+            if let Some(existing) =
+                by_idempotency_key(db, runtime, order.customer_id, key, &request).await?
             {
                 return Ok(existing);
             }
         }
         return Err(error.into());
     }
-    order_line::Entity::insert_many(
-        lines
-            .iter()
-            .cloned()
-            .map(IntoActiveModel::into_active_model),
-    )
-    .exec_without_returning(&transaction)
-    .await?;
-    let facts = OrderFacts {
-        order_id,
-        customer_id: order.customer_id,
-        total: None,
-        lines: order.lines.clone(),
-    };
-    let envelopes = ORDER_SAGA
-        .start_effects
-        .iter()
-        .map(|&effect| {
-            let message = effect_message(effect, &facts, "order placed")?;
-            Ok(Envelope::from_any(&message, None)?)
-        })
-        .collect::<Result<Vec<_>, PlaceError>>()?;
-    outbox::enqueue_all(&transaction, &envelopes).await?;
+    order_line::Entity::insert_many(lines)
+        .exec_without_returning(&transaction)
+        .await?;
+    let data = OrderData::placed(order.customer_id, order.lines.clone());
+    runtime
+        .start(&transaction, order_id.as_uuid(), data, None)
+        .await?;
+    // Read in the transaction: the answer shows the deadline and the awaited reservation as
+    // the database wrote them.
+    let record = with_saga(&transaction, runtime, stored).await?;
     transaction.commit().await?;
     metrics::counter!("orders_placed_total").increment(1);
-    Ok(Placed::Created(OrderRecord {
-        order: stored,
-        lines,
-        timeline: Vec::new(),
-    }))
+    Ok(Placed::Created(record))
 }
 
 /// The order `customer_id` placed with `key`: only theirs, never another customer's.
 async fn by_idempotency_key(
     db: &DatabaseConnection,
+    runtime: &OrderRuntime,
     customer_id: CustomerId,
     key: &str,
     request: &str,
-) -> Result<Option<Placed>, DbErr> {
+) -> Result<Option<Placed>, RuntimeError> {
     let Some(existing) = order::Entity::find()
         .filter(order::Column::CustomerId.eq(customer_id.as_uuid()))
         .filter(order::Column::IdempotencyKey.eq(key))
@@ -166,43 +144,67 @@ async fn by_idempotency_key(
     if existing.idempotency_request.as_deref() != Some(request) {
         return Ok(Some(Placed::KeyReused));
     }
-    let order_id = OrderId::from(existing.id);
-    Ok(find(db, order_id).await?.map(Placed::Existing))
+    Ok(Some(Placed::Existing(
+        with_saga(db, runtime, existing).await?,
+    )))
 }
 
-/// An order with its lines and timeline.
-pub async fn find<C: ConnectionTrait>(
+/// The order's business row, if it exists (who placed it decides who may see it).
+pub async fn order_row<C: ConnectionTrait>(
     db: &C,
     order_id: OrderId,
-) -> Result<Option<OrderRecord>, DbErr> {
-    let Some(found) = order::Entity::find_by_id(order_id.as_uuid())
+) -> Result<Option<order::Model>, RuntimeError> {
+    Ok(order::Entity::find_by_id(order_id.as_uuid())
         .one(db)
-        .await?
-    else {
+        .await?)
+}
+
+/// An order with its saga state, timeline and effects awaiting confirmation.
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    runtime: &OrderRuntime,
+    order_id: OrderId,
+) -> Result<Option<OrderRecord>, RuntimeError> {
+    let Some(found) = order_row(db, order_id).await? else {
         return Ok(None);
     };
-    let lines = order_line::Entity::find()
-        .filter(order_line::Column::OrderId.eq(order_id.as_uuid()))
-        .order_by_asc(order_line::Column::LineNo)
-        .all(db)
-        .await?;
-    let timeline = order_transition::Entity::find()
-        .filter(order_transition::Column::OrderId.eq(order_id.as_uuid()))
-        .order_by_asc(order_transition::Column::Seq)
-        .all(db)
-        .await?;
-    Ok(Some(OrderRecord {
-        order: found,
-        lines,
+    Ok(Some(with_saga(db, runtime, found).await?))
+}
+
+/// The business row completed with the saga's side.
+async fn with_saga<C: ConnectionTrait>(
+    db: &C,
+    runtime: &OrderRuntime,
+    found: order::Model,
+) -> Result<OrderRecord, RuntimeError> {
+    let instance = runtime
+        .instance(db, found.id)
+        .await?
+        .ok_or(RuntimeError::UnknownInstance {
+            saga: runtime.name(),
+            instance_id: found.id,
+        })?;
+    let timeline = runtime.timeline(db, found.id).await?;
+    let mut awaiting = runtime.effects(db, found.id).await?;
+    awaiting.retain(EffectStatus::is_outstanding);
+    Ok(OrderRecord {
+        id: found.id,
+        customer_id: found.customer_id,
+        created_at: found.created_at,
+        state: instance.state,
+        data: instance.data,
+        deadline_at: instance.deadline_at,
+        updated_at: instance.updated_at,
         timeline,
-    }))
+        awaiting,
+    })
 }
 
 /// Filters of the order list.
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
     /// Only orders in this state.
-    pub status: Option<String>,
+    pub status: Option<OrderState>,
     /// Only this customer's orders.
     pub customer_id: Option<Uuid>,
     /// Only orders older than this one (the previous page's last id).
@@ -211,41 +213,66 @@ pub struct ListFilter {
     pub limit: u64,
 }
 
-/// Orders newest first (ids are UUID v7, so id order is creation order), with their lines in
-/// one more query; the timeline is left out.
+/// Orders newest first (ids are UUID v7, so id order is creation order) with their saga state,
+/// in one query: the business rows joined with the saga's instances (indexed by customer, and
+/// by state). Timelines and effects are left out.
 pub async fn list<C: ConnectionTrait>(
     db: &C,
+    runtime: &OrderRuntime,
     filter: &ListFilter,
-) -> Result<Vec<OrderRecord>, DbErr> {
-    let mut query = order::Entity::find()
-        .order_by_desc(order::Column::Id)
-        .limit(filter.limit);
-    if let Some(status) = &filter.status {
-        query = query.filter(order::Column::Status.eq(status.as_str()));
+) -> Result<Vec<OrderRecord>, RuntimeError> {
+    let mut sql = String::from(
+        "SELECT o.id, o.customer_id, o.created_at, s.state, s.data, s.deadline_at, s.updated_at
+         FROM orders o JOIN saga_instances s ON s.saga = $1 AND s.id = o.id
+         WHERE true",
+    );
+    let mut values: Vec<Value> = vec![runtime.name().into()];
+    let mut condition = |sql: &mut String, clause: &str, value: Value| {
+        values.push(value);
+        sql.push_str(&format!(" AND {clause} ${}", values.len()));
+    };
+    if let Some(status) = filter.status {
+        condition(&mut sql, "s.state =", status.name().into());
     }
     if let Some(customer_id) = filter.customer_id {
-        query = query.filter(order::Column::CustomerId.eq(customer_id));
+        condition(&mut sql, "o.customer_id =", customer_id.into());
     }
     if let Some(before) = filter.before {
-        query = query.filter(order::Column::Id.lt(before));
+        condition(&mut sql, "o.id <", before.into());
     }
-    let orders = query.all(db).await?;
-    let ids: Vec<Uuid> = orders.iter().map(|found| found.id).collect();
-    let lines = order_line::Entity::find()
-        .filter(order_line::Column::OrderId.is_in(ids))
-        .order_by_asc(order_line::Column::LineNo)
-        .all(db)
+    let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+    values.push(limit.into());
+    sql.push_str(&format!(" ORDER BY o.id DESC LIMIT ${}", values.len()));
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
         .await?;
-    let mut lines_by_order: HashMap<Uuid, Vec<order_line::Model>> = HashMap::new();
-    for line in lines {
-        lines_by_order.entry(line.order_id).or_default().push(line);
-    }
-    Ok(orders
-        .into_iter()
-        .map(|found| OrderRecord {
-            lines: lines_by_order.remove(&found.id).unwrap_or_default(),
-            order: found,
-            timeline: Vec::new(),
-        })
-        .collect())
+    rows.iter().map(|row| listed(runtime, row)).collect()
+}
+
+fn listed(runtime: &OrderRuntime, row: &QueryResult) -> Result<OrderRecord, RuntimeError> {
+    let id: Uuid = row.try_get_by_index(0)?;
+    let corrupt = |detail: String| RuntimeError::Corrupt {
+        saga: runtime.name(),
+        instance_id: id,
+        detail,
+    };
+    let state: String = row.try_get_by_index(3)?;
+    let data: serde_json::Value = row.try_get_by_index(4)?;
+    Ok(OrderRecord {
+        id,
+        customer_id: row.try_get_by_index(1)?,
+        created_at: row.try_get_by_index(2)?,
+        state: OrderState::from_name(&state)
+            .ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
+        data: serde_json::from_value(data)
+            .map_err(|error| corrupt(format!("its data does not decode: {error}")))?,
+        deadline_at: row.try_get_by_index(5)?,
+        updated_at: row.try_get_by_index(6)?,
+        timeline: Vec::new(),
+        awaiting: Vec::new(),
+    })
 }

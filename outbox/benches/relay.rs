@@ -23,7 +23,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use outbox::{
     Broker, ConsumerConfig, ConsumerRunner, Handler, HandlerError, OutboxPublisher, OutboxSignal,
-    ProcessError, Processor, PublisherConfig, Received, Topology, TransactionalProcessor, Verdict,
+    ProcessError, Processor, PublisherConfig, Received, TransactionalProcessor, Verdict,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use testkit::{TestDatabase, TestVhost};
@@ -230,15 +230,16 @@ async fn raw_insert_update_transactions(transactions: u64) -> f64 {
 async fn enqueue_backlog(db: &sea_orm::DatabaseConnection, messages: u64) {
     for _ in 0..messages.div_ceil(1_000) {
         let transaction = db.begin().await.unwrap();
-        let envelopes: Vec<Envelope> = (0..1_000)
+        let envelopes: Vec<outbox::NewMessage> = (0..1_000)
             .map(|_| {
-                Envelope::new(
+                let envelope = Envelope::new(
                     &CommitStock {
                         order_id: OrderId::generate(),
                     },
                     None,
                 )
-                .unwrap()
+                .unwrap();
+                outbox::NewMessage::from(&envelope)
             })
             .collect();
         outbox::enqueue_all(&transaction, &envelopes).await.unwrap();
@@ -260,7 +261,7 @@ async fn relay_throughput(messages: u64) -> f64 {
     enqueue_backlog(&db, messages).await;
     // order-svc's user, the producer of CommitStock. The vhost is provisioned; its topology
     // is checked before the clock starts.
-    let broker = Broker::new(vhost.service_url(Service::Order), Topology::default());
+    let broker = Broker::new(vhost.service_url(Service::Order), contracts::topology());
     drop(broker.connect("check").await.unwrap());
     let shutdown = CancellationToken::new();
     let publisher = OutboxPublisher::new(
@@ -282,7 +283,7 @@ async fn relay_throughput(messages: u64) -> f64 {
 
 struct Nothing;
 
-impl Handler for Nothing {
+impl Handler<Envelope<contracts::AnyMessage>> for Nothing {
     async fn handle(
         &self,
         _: &DatabaseTransaction,
@@ -294,25 +295,28 @@ impl Handler for Nothing {
 
 /// Wraps the real processor to note when each message's transaction committed.
 struct Timed {
-    inner: TransactionalProcessor<Nothing>,
+    inner: TransactionalProcessor<Envelope<contracts::AnyMessage>, Nothing>,
     committed: Arc<Mutex<HashMap<MessageId, Instant>>>,
     arrived: Arc<Mutex<HashMap<MessageId, Instant>>>,
 }
 
-impl Processor for Timed {
-    async fn process(&self, batch: &[Received]) -> Result<Vec<Verdict>, ProcessError> {
+impl Processor<Envelope<contracts::AnyMessage>> for Timed {
+    async fn process(
+        &self,
+        batch: &[Received<Envelope<contracts::AnyMessage>>],
+    ) -> Result<Vec<Verdict>, ProcessError> {
         {
             let now = Instant::now();
             let mut arrived = self.arrived.lock().unwrap();
             for item in batch {
-                arrived.entry(item.envelope.message_id).or_insert(now);
+                arrived.entry(item.message.message_id).or_insert(now);
             }
         }
         let verdicts = self.inner.process(batch).await?;
         let now = Instant::now();
         let mut committed = self.committed.lock().unwrap();
         for item in batch {
-            committed.insert(item.envelope.message_id, now);
+            committed.insert(item.message.message_id, now);
         }
         Ok(verdicts)
     }
@@ -329,8 +333,8 @@ async fn hop_latency(rate: u64, seconds: u64) -> (Duration, Duration, Duration) 
     outbox::migrate::<outbox::OutboxMigrator>(&db)
         .await
         .unwrap();
-    let relay_broker = Broker::new(vhost.service_url(Service::Order), Topology::default());
-    let consumer_broker = Broker::new(vhost.service_url(Service::Inventory), Topology::default());
+    let relay_broker = Broker::new(vhost.service_url(Service::Order), contracts::topology());
+    let consumer_broker = Broker::new(vhost.service_url(Service::Inventory), contracts::topology());
     let signal = OutboxSignal::new();
     let shutdown = CancellationToken::new();
     let committed = Arc::new(Mutex::new(HashMap::new()));
@@ -342,10 +346,10 @@ async fn hop_latency(rate: u64, seconds: u64) -> (Duration, Duration, Duration) 
     };
     let consumer = ConsumerRunner::new(
         consumer_broker,
-        Service::Inventory,
+        Service::Inventory.queues(),
         processor,
         ConsumerConfig {
-            producers: vhost.producer_users(),
+            producers: vhost.producer_users().producers(),
             ..ConsumerConfig::default()
         },
     );

@@ -4,11 +4,11 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 
-use contracts::{Envelope, Message, MessageId};
 use sea_orm::{ActiveValue, ConnectionTrait, DbErr, EntityTrait};
 use tokio::sync::Notify;
 
 use crate::entity::outbox_message;
+use crate::message::{NewMessage, Outbound, Publish};
 
 /// Why a message could not be enqueued.
 #[derive(Debug, thiserror::Error)]
@@ -62,35 +62,36 @@ pub(crate) async fn noting_enqueues<T>(work: impl Future<Output = T>) -> (T, boo
         .await
 }
 
-/// Writes `envelope` into the outbox inside the caller's transaction: published if and only if
+/// Writes `message` into the outbox inside the caller's transaction: published if and only if
 /// that transaction commits.
-pub async fn enqueue<C: ConnectionTrait>(db: &C, envelope: &Envelope) -> Result<(), DbErr> {
-    enqueue_all(db, std::slice::from_ref(envelope)).await
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    message: &impl Outbound,
+) -> Result<(), EnqueueError> {
+    enqueue_all(db, &[message.to_new_message()?]).await?;
+    Ok(())
 }
 
-/// Writes several envelopes in one statement; they are published in this order.
-pub async fn enqueue_all<C: ConnectionTrait>(db: &C, envelopes: &[Envelope]) -> Result<(), DbErr> {
-    if envelopes.is_empty() {
+/// Writes several messages in one statement; they are published in this order. Every other
+/// way to enqueue ends here.
+pub async fn enqueue_all<C: ConnectionTrait>(db: &C, messages: &[NewMessage]) -> Result<(), DbErr> {
+    if messages.is_empty() {
         return Ok(());
     }
-    let rows = envelopes
-        .iter()
-        .map(|envelope| outbox_message::ActiveModel {
-            id: ActiveValue::Set(envelope.message_id.as_uuid()),
-            seq: ActiveValue::NotSet,
-            message_type: ActiveValue::Set(envelope.message_type.name().to_owned()),
-            payload: ActiveValue::Set(envelope.payload.clone()),
-            correlation_id: ActiveValue::Set(envelope.correlation_id.as_uuid()),
-            causation_id: ActiveValue::Set(envelope.causation_id.map(|id| id.as_uuid())),
-            headers: ActiveValue::Set(
-                serde_json::json!({ "schema_version": envelope.schema_version }),
-            ),
-            occurred_at: ActiveValue::Set(envelope.occurred_at),
-            processed_at: ActiveValue::Set(None),
-            attempts: ActiveValue::Set(0),
-            last_error: ActiveValue::Set(None),
-            next_attempt_at: ActiveValue::Set(None),
-        });
+    let rows = messages.iter().map(|message| outbox_message::ActiveModel {
+        id: ActiveValue::Set(message.id),
+        seq: ActiveValue::NotSet,
+        message_type: ActiveValue::Set(message.message_type.clone()),
+        payload: ActiveValue::Set(message.payload.clone()),
+        correlation_id: ActiveValue::Set(message.correlation_id),
+        causation_id: ActiveValue::Set(message.causation_id),
+        headers: ActiveValue::Set(serde_json::Value::Object(message.headers.clone())),
+        occurred_at: ActiveValue::Set(message.occurred_at),
+        processed_at: ActiveValue::Set(None),
+        attempts: ActiveValue::Set(0),
+        last_error: ActiveValue::Set(None),
+        next_attempt_at: ActiveValue::Set(None),
+    });
     outbox_message::Entity::insert_many(rows)
         .exec_without_returning(db)
         .await?;
@@ -100,13 +101,14 @@ pub async fn enqueue_all<C: ConnectionTrait>(db: &C, envelopes: &[Envelope]) -> 
     Ok(())
 }
 
-/// Wraps `message` in a new envelope caused by `causation_id` and enqueues it; returns its id.
-pub async fn enqueue_message<C: ConnectionTrait, M: Message>(
+/// Wraps `message` in a new message (fresh id, produced now) caused by `causation_id` and
+/// enqueues it; returns its id.
+pub async fn enqueue_message<C: ConnectionTrait, M: Publish>(
     db: &C,
     message: &M,
-    causation_id: Option<MessageId>,
-) -> Result<MessageId, EnqueueError> {
-    let envelope = Envelope::new(message, causation_id)?;
-    enqueue(db, &envelope).await?;
-    Ok(envelope.message_id)
+    causation_id: Option<M::Id>,
+) -> Result<M::Id, EnqueueError> {
+    let new_message = message.new_message(causation_id)?;
+    enqueue_all(db, std::slice::from_ref(&new_message)).await?;
+    Ok(M::Id::from(new_message.id))
 }

@@ -1,6 +1,9 @@
-//! Reliable messaging for the order system: every service publishes and consumes through this
-//! crate, so it carries the system's delivery guarantees.
+//! Reliable messaging over PostgreSQL and RabbitMQ, for any message type: every service
+//! publishes and consumes through this crate, so it carries the system's delivery guarantees.
 //!
+//! - **Messages** ([`Inbound`], [`Outbound`], [`Publish`], [`NewMessage`]): a message crate
+//!   says how its types are read off a delivery and written into the outbox; the outbox owns
+//!   the transport's metadata and headers ([`headers`]).
 //! - **Outbox** ([`enqueue()`], [`entity::outbox_message`], [`migration`]): a service writes
 //!   the messages it publishes into `outbox_messages` inside its own business transaction —
 //!   published if and only if the transaction commits.
@@ -11,37 +14,74 @@
 //! - **Inbox and consumers** ([`ConsumerRunner`], [`TransactionalProcessor`]): manual acks after
 //!   commit, bounded prefetch, an inbox row per handled message in the handler's transaction
 //!   (duplicates are skipped), retries through delay queues, dead letters with a reason.
-//! - **Topology** ([`Topology`]): the whole broker layout from `contracts::SUBSCRIPTIONS`
-//!   (quorum queues `<service>.<Type>`, their `.dlq`s, the retry delay queues), declared
-//!   idempotently by every process whose user may, checked passively by the others.
+//! - **Topology** ([`Topology`]): the whole broker layout from one exchange and a list of
+//!   [`Route`]s (a quorum queue per subscriber and type, its `.dlq`, the retry delay queues),
+//!   declared idempotently by every process whose user may, checked passively by the others.
 //! - **Who sent it** ([`sender`], [`provision`]): every publish carries the connection's user as
-//!   AMQP `user_id`; consumers accept a type only from its producer's user; the generated
-//!   definitions give each service's user least privilege on the broker.
+//!   AMQP `user_id`; consumers accept a type only from its producer's user ([`Producers`]); the
+//!   generated definitions give each service's user least privilege on the broker.
 //! - **Retention** ([`retention`]) and **metrics** ([`stats`]).
 //!
 //! # Wiring a service
 //!
-//! A complete round trip against the real PostgreSQL and RabbitMQ (this example runs in the
-//! tests, in a database and vhost of its own):
+//! A complete round trip of a message type of its own against the real PostgreSQL and
+//! RabbitMQ (this example runs in the tests, in a database and vhost of its own):
 //!
 //! ```
-//! use contracts::{AnyMessage, CommitStock, Envelope, OrderId, Service};
 //! use outbox::{
-//!     Broker, ConsumerConfig, ConsumerRunner, Handler, HandlerError, OutboxPublisher, OutboxSignal,
-//!     PublisherConfig, Topology, TransactionalProcessor,
+//!     Broker, ConsumerConfig, ConsumerRunner, Handler, HandlerError, Inbound, Incoming,
+//!     NewMessage, Outbound, OutboxPublisher, OutboxSignal, Producers, PublisherConfig, Route,
+//!     Topology, TransactionalProcessor,
 //! };
 //! use sea_orm::{DatabaseTransaction, TransactionSession, TransactionTrait};
 //! use tokio_util::sync::CancellationToken;
+//! use uuid::Uuid;
 //!
-//! /// Inventory's handler for `CommitStock` (here it only counts).
-//! struct Inventory(tokio::sync::mpsc::UnboundedSender<OrderId>);
+//! /// The message: a greeting for a visitor (whose id correlates the visitor's messages).
+//! #[derive(Clone, Debug, PartialEq)]
+//! struct Greeting { id: Uuid, visitor: Uuid, text: String }
 //!
-//! impl Handler for Inventory {
-//!     async fn handle(&self, _txn: &DatabaseTransaction, envelope: &Envelope<AnyMessage>)
+//! impl Outbound for Greeting {
+//!     fn to_new_message(&self) -> Result<NewMessage, serde_json::Error> {
+//!         Ok(NewMessage {
+//!             id: self.id,
+//!             message_type: "Greeting".into(),
+//!             correlation_id: self.visitor,
+//!             causation_id: None,
+//!             occurred_at: chrono::Utc::now(),
+//!             headers: serde_json::Map::new(),
+//!             payload: serde_json::json!({ "text": self.text }),
+//!         })
+//!     }
+//! }
+//!
+//! impl Inbound for Greeting {
+//!     fn decode(delivery: &Incoming<'_>) -> Result<Self, String> {
+//!         let uuid = |text: Option<&str>, name: &str| {
+//!             text.and_then(|text| text.parse().ok()).ok_or(format!("no {name}"))
+//!         };
+//!         let body: serde_json::Value =
+//!             serde_json::from_slice(delivery.body()).map_err(|error| error.to_string())?;
+//!         Ok(Greeting {
+//!             id: uuid(delivery.message_id(), "message_id")?,
+//!             visitor: uuid(delivery.correlation_id(), "correlation_id")?,
+//!             text: body["text"].as_str().ok_or("no text")?.to_owned(),
+//!         })
+//!     }
+//!     fn message_id(&self) -> Uuid { self.id }
+//!     fn message_type(&self) -> &str { "Greeting" }
+//!     fn correlation_id(&self) -> Uuid { self.visitor }
+//! }
+//!
+//! /// The consumer's handler (here it only passes the greeting on).
+//! struct Doorman(tokio::sync::mpsc::UnboundedSender<Greeting>);
+//!
+//! impl Handler<Greeting> for Doorman {
+//!     async fn handle(&self, _txn: &DatabaseTransaction, greeting: &Greeting)
 //!         -> Result<(), HandlerError>
 //!     {
-//!         // Real handlers change business tables through `_txn` and enqueue their own events.
-//!         let _ = self.0.send(envelope.correlation_id);
+//!         // Real handlers change business tables through `_txn` and enqueue their own messages.
+//!         let _ = self.0.send(greeting.clone());
 //!         Ok(())
 //!     }
 //! }
@@ -51,34 +91,34 @@
 //! # let database = testkit::TestDatabase::create().await;
 //! # let vhost = testkit::TestVhost::create();
 //! # let database_url = database.url();
-//! # let order_svc_url = vhost.service_url(Service::Order);
-//! # let inventory_svc_url = vhost.service_url(Service::Inventory);
-//! // Each service connects as its own broker user; consumers accept a message type only from
-//! // the user of the service that produces it (`AMQP_PRODUCER_USERS` renames the users).
-//! # let producers = vhost.producer_users();
+//! # let amqp_url = vhost.url();
 //! let db = sea_orm::Database::connect(database_url).await?;
 //! outbox::migrate::<outbox::OutboxMigrator>(&db).await?;   // a service lists the migrations in its own migrator
-//! let broker = Broker::new(order_svc_url, Topology::default());
+//! // The system's layout: one exchange, one queue per subscriber and type.
+//! let queue = "doorman.Greeting".to_owned();
+//! let topology = Topology::new("example.events", vec![Route::new(&queue, "Greeting")]);
+//! let broker = Broker::new(amqp_url, topology);
 //! let signal = OutboxSignal::new();
 //! let shutdown = CancellationToken::new();
 //!
 //! let publisher = OutboxPublisher::new(db.clone(), broker.clone(), signal.clone(), PublisherConfig::default());
 //! tokio::spawn(publisher.run(shutdown.clone()));
-//! let (handled, mut handled_orders) = tokio::sync::mpsc::unbounded_channel();
-//! let processor = TransactionalProcessor::new(db.clone(), Inventory(handled), signal.clone());
-//! let consumer_broker = Broker::new(inventory_svc_url, Topology::default());
+//! let (handled, mut greetings) = tokio::sync::mpsc::unbounded_channel();
+//! let processor = TransactionalProcessor::new(db.clone(), Doorman(handled), signal.clone());
+//! // Consumers accept a type only from the broker user of its one producer.
+//! let producers = Producers::new().with("Greeting", broker.user());
 //! let config = ConsumerConfig { producers, ..ConsumerConfig::default() };
-//! let consumer = ConsumerRunner::new(consumer_broker, Service::Inventory, processor, config);
+//! let consumer = ConsumerRunner::new(broker.clone(), vec![queue], processor, config);
 //! tokio::spawn(consumer.run(shutdown.clone()));
 //!
 //! // A business transaction publishes by enqueueing, then wakes the relay after commit.
-//! let order_id = OrderId::generate();
+//! let greeting = Greeting { id: Uuid::now_v7(), visitor: Uuid::now_v7(), text: "hello".into() };
 //! let transaction = db.begin().await?;
-//! outbox::enqueue_message(&transaction, &CommitStock { order_id }, None).await?;
+//! outbox::enqueue(&transaction, &greeting).await?;
 //! transaction.commit().await?;
 //! signal.wake();
 //!
-//! assert_eq!(handled_orders.recv().await, Some(order_id));
+//! assert_eq!(greetings.recv().await, Some(greeting));
 //! shutdown.cancel();
 //! # Ok(())
 //! # }
@@ -90,6 +130,8 @@ pub mod broker;
 pub mod consumer;
 pub mod enqueue;
 pub mod entity;
+pub mod headers;
+pub mod message;
 pub mod migration;
 pub mod provision;
 pub mod publisher;
@@ -106,8 +148,10 @@ pub use consumer::{
     Processor, Received, StatelessHandler, TransactionalProcessor, Verdict,
 };
 pub use enqueue::{EnqueueError, OutboxSignal, enqueue, enqueue_all, enqueue_message};
+pub use message::{Inbound, Incoming, NewMessage, Outbound, Publish};
 pub use migration::{OutboxMigrator, PoolOptions, connect, migrate};
 pub use publisher::{OutboxPublisher, PublisherConfig};
 pub use retention::{Purged, RetentionConfig, maintain, purge, run_retention};
+pub use sender::{Producers, authenticate_sender};
 pub use stats::{ConsumerStats, PublisherStats};
-pub use topology::{Topology, dead_letter_queue};
+pub use topology::{Route, Topology, dead_letter_queue};

@@ -1,6 +1,6 @@
 //! Least privilege on the broker: a RabbitMQ definitions document (users, permissions, topic
-//! permissions, exchanges, queues, bindings) generated from the subscriptions, the producers of
-//! each message type and the [`Topology`].
+//! permissions, exchanges, queues, bindings) generated from the [`Topology`] and one [`Account`]
+//! per service: the message types it produces and the queues it consumes.
 //!
 //! Load it at boot (`load_definitions` in `rabbitmq.conf`, as compose does) or import it into a
 //! running broker (`rabbitmqctl import_definitions`, as `sagactl broker provision` and the tests
@@ -8,9 +8,9 @@
 //!
 //! - **configure** nothing: the topology is the provisioning's, and services only check
 //!   passively that their queues exist ([`crate::Broker::connect`]);
-//! - **write** to `saga.events` (and there, by topic permission, only the routing keys of the
-//!   types it produces), and to the retry and dead-letter exchanges its consumer republishes
-//!   failures into. A service that produces nothing (notify-svc) may not write to `saga.events`
+//! - **write** to the topology's exchange (and there, by topic permission, only the routing
+//!   keys of the types it produces), and to the retry and dead-letter exchanges its consumer
+//!   republishes failures into. An account that produces nothing may not write to the exchange
 //!   at all;
 //! - **read** its own queues only.
 //!
@@ -18,7 +18,6 @@
 //! another service's retry path or dead-letter queue. What it cannot do is make the message
 //! acceptable there: consumers accept only their types' producers ([`crate::sender`]).
 
-use contracts::{EXCHANGE, MessageType, ProducerUsers, SUBSCRIPTIONS, Service};
 use serde_json::{Value, json};
 
 use crate::topology::{DEAD_LETTER_EXCHANGE, REQUEUE_EXCHANGE, Topology, dead_letter_queue};
@@ -33,17 +32,28 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// One service's broker account: its user, what it may publish, what it may read.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The user and its password.
+    pub credentials: Credentials,
+    /// The message types it produces (and alone may send): the routing keys it may write.
+    pub produces: Vec<String>,
+    /// The queues it consumes: the only ones it may read.
+    pub queues: Vec<String>,
+}
+
 /// What to provision.
 #[derive(Clone, Debug)]
 pub struct Provisioning {
     /// The vhost (`/` by default).
     pub vhost: String,
-    /// The service users, in [`Service::ALL`] order; their names must be the ones
-    /// [`ProducerUsers`] expects.
-    pub services: Vec<(Service, Credentials)>,
+    /// The service accounts, in the order they appear in the document.
+    pub accounts: Vec<Account>,
     /// An administrator (tag `administrator`, every right on the vhost), if one is to be created.
     pub administrator: Option<Credentials>,
-    /// Retry delays and delivery limit, as every service declares them.
+    /// The exchange, the routes, the retry delays and the delivery limit, as every service
+    /// declares them.
     pub topology: Topology,
     /// Where each password's salt comes from: random for real deployments, fixed for a
     /// checked-in development file that must regenerate byte for byte.
@@ -61,35 +71,6 @@ pub enum Salt {
 }
 
 impl Provisioning {
-    /// The users every service expects by default, with the given passwords (`password(service)`).
-    pub fn default_users(password: impl Fn(Service) -> String) -> Vec<(Service, Credentials)> {
-        let users = ProducerUsers::default();
-        Service::ALL
-            .iter()
-            .map(|&service| {
-                (
-                    service,
-                    Credentials {
-                        user: users.user(service).to_owned(),
-                        password: password(service),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// The names the service users have here, as consumers must expect them
-    /// (`AMQP_PRODUCER_USERS`).
-    pub fn producer_users(&self) -> ProducerUsers {
-        let overrides: Vec<String> = self
-            .services
-            .iter()
-            .map(|(service, credentials)| format!("{service}={}", credentials.user))
-            .collect();
-        // Service names and non-empty users always parse; the defaults are the safe fallback.
-        ProducerUsers::parse(&overrides.join(",")).unwrap_or_default()
-    }
-
     /// The RabbitMQ definitions document.
     pub fn definitions(&self) -> Value {
         let vhost = self.vhost.as_str();
@@ -103,20 +84,21 @@ impl Provisioning {
                 "configure": ".*", "write": ".*", "read": ".*",
             }));
         }
-        for (service, credentials) in &self.services {
+        let exchange = self.topology.exchange.as_str();
+        for account in &self.accounts {
+            let credentials = &account.credentials;
             users.push(user(credentials, "", self.salt));
-            let produces: Vec<&str> = service.produces().map(MessageType::name).collect();
             let mut writable = vec![
                 retry_exchanges_pattern(),
                 regex_escape(DEAD_LETTER_EXCHANGE),
             ];
-            if !produces.is_empty() {
-                writable.insert(0, regex_escape(EXCHANGE));
+            if !account.produces.is_empty() {
+                writable.insert(0, regex_escape(exchange));
             }
-            let readable: Vec<String> = SUBSCRIPTIONS
+            let readable: Vec<String> = account
+                .queues
                 .iter()
-                .filter(|subscription| subscription.service == *service)
-                .map(|subscription| regex_escape(&subscription.queue()))
+                .map(|queue| regex_escape(queue))
                 .collect();
             permissions.push(json!({
                 "user": credentials.user, "vhost": vhost,
@@ -124,10 +106,13 @@ impl Provisioning {
                 "write": one_of(&writable),
                 "read": one_of(&readable),
             }));
-            let routing_keys: Vec<String> =
-                produces.iter().map(|name| regex_escape(name)).collect();
+            let routing_keys: Vec<String> = account
+                .produces
+                .iter()
+                .map(|name| regex_escape(name))
+                .collect();
             topic_permissions.push(json!({
-                "user": credentials.user, "vhost": vhost, "exchange": EXCHANGE,
+                "user": credentials.user, "vhost": vhost, "exchange": exchange,
                 "write": one_of(&routing_keys),
                 "read": "^$",
             }));
@@ -155,7 +140,7 @@ impl Provisioning {
             })
         };
         let mut exchanges = vec![
-            exchange(EXCHANGE, "topic"),
+            exchange(&self.topology.exchange, "topic"),
             exchange(REQUEUE_EXCHANGE, "direct"),
             exchange(DEAD_LETTER_EXCHANGE, "direct"),
         ];
@@ -193,14 +178,14 @@ impl Provisioning {
                 json!({ "x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE_EXCHANGE }),
             ));
         }
-        for subscription in SUBSCRIPTIONS {
-            let name = subscription.queue();
+        for route in &self.topology.routes {
+            let name = &route.queue;
             queues.push(queue(
-                &dead_letter_queue(&name),
+                &dead_letter_queue(name),
                 json!({ "x-queue-type": "quorum" }),
             ));
             queues.push(queue(
-                &name,
+                name,
                 json!({
                     "x-queue-type": "quorum",
                     "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
@@ -223,15 +208,15 @@ impl Provisioning {
         for (name, _) in self.retry_tiers() {
             bindings.push(binding(&name, &name, ""));
         }
-        for subscription in SUBSCRIPTIONS {
-            let name = subscription.queue();
+        for route in &self.topology.routes {
+            let name = &route.queue;
             bindings.push(binding(
                 DEAD_LETTER_EXCHANGE,
-                &dead_letter_queue(&name),
-                &name,
+                &dead_letter_queue(name),
+                name,
             ));
-            bindings.push(binding(EXCHANGE, &name, subscription.message_type.name()));
-            bindings.push(binding(REQUEUE_EXCHANGE, &name, &name));
+            bindings.push(binding(&self.topology.exchange, name, &route.message_type));
+            bindings.push(binding(REQUEUE_EXCHANGE, name, name));
         }
         bindings
     }

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::EXCHANGE;
 use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Connection};
 use lapin::{Confirmation, PublisherConfirm};
@@ -18,6 +17,7 @@ use uuid::Uuid;
 use crate::broker::{Backoff, Broker};
 use crate::enqueue::OutboxSignal;
 use crate::entity::outbox_message;
+use crate::message::NewMessage;
 use crate::stats::{OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, PublisherStats};
 use crate::wire;
 
@@ -206,10 +206,10 @@ where
         let mut in_flight: Vec<(&outbox_message::Model, PublisherConfirm)> =
             Vec::with_capacity(rows.len());
         for row in &rows {
-            let outgoing = wire::outgoing(row);
+            let outgoing = wire::outgoing(&NewMessage::from(row));
             let confirm = channel
                 .basic_publish(
-                    EXCHANGE.into(),
+                    wire::short_string(&self.broker.topology().exchange),
                     wire::short_string(&outgoing.routing_key),
                     BasicPublishOptions {
                         mandatory: true,
@@ -234,12 +234,12 @@ where
                         "unroutable: {} {}",
                         returned.reply_code, returned.reply_text
                     );
-                    error!(order_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, %reason,
+                    error!(correlation_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, %reason,
                         "broker returned an outbox message; it stays unprocessed");
                     failed.push((row.id, reason));
                 }
                 Confirmation::Nack(_) => {
-                    warn!(order_id = %row.correlation_id, message_id = %row.id, "broker nacked an outbox message");
+                    warn!(correlation_id = %row.correlation_id, message_id = %row.id, "broker nacked an outbox message");
                     failed.push((row.id, "nacked by the broker".into()));
                 }
             }
@@ -252,7 +252,7 @@ where
         transaction.commit().await?;
         let failed_ids: HashSet<Uuid> = failed.iter().map(|(id, _)| *id).collect();
         for row in rows.iter().filter(|row| !failed_ids.contains(&row.id)) {
-            debug!(order_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, "published");
+            debug!(correlation_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, "published");
         }
         self.stats
             .record(published.len() as u64, failed.len() as u64);

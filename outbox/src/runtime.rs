@@ -1,6 +1,12 @@
 //! What every service does at start and at stop around its messaging: connect to the database
 //! and the broker (retrying while they are away, within a bound), migrate, run the relay,
 //! the consumers, retention and other background loops, and stop them in the right order.
+//!
+//! [`Messaging`] is a service with a database (inbox, outbox, relay); [`BrokerMessaging`] one
+//! without (a consumer that deduplicates in memory and publishes nothing). Both give the
+//! readiness [`Probe`]s of what they depend on and the [`BackgroundTasks`] to stop. Nothing
+//! here serves HTTP: the HTTP side of a service's start (readiness endpoint, router, serving,
+//! then stopping these tasks) is `service-kit`'s `launch`, which builds on this module.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::broker::{Backoff, Broker};
+use crate::consumer::{Handler, StatelessHandler};
+use crate::message::Inbound;
 use crate::migration::{PoolOptions, connect, migrate};
+use crate::sender::Producers;
 use crate::topology::Topology;
 
 /// Why a service could not start.
@@ -110,11 +119,11 @@ pub async fn connect_database<M: MigratorTrait>(
     Ok(db)
 }
 
-/// Connects to the broker as `service` (retrying up to `timeout`) and declares the topology,
-/// or, where its user may not, checks that the service's queues exist.
+/// Connects to the broker (retrying up to `timeout`) and declares the topology, or, where its
+/// user may not, checks that `queues` (those the process consumes) exist.
 pub async fn connect_broker(
     amqp_url: &str,
-    service: contracts::Service,
+    queues: Vec<String>,
     topology: Topology,
     timeout: Duration,
     shutdown: &CancellationToken,
@@ -124,11 +133,6 @@ pub async fn connect_broker(
             "expected amqp://user:password@host:port/vhost".into(),
         ));
     }
-    let queues = contracts::SUBSCRIPTIONS
-        .iter()
-        .filter(|subscription| subscription.service == service)
-        .map(contracts::Subscription::queue)
-        .collect();
     let broker = Broker::new(amqp_url, topology).consuming(queues);
     let declared = retry_until("the broker", timeout, shutdown, || async {
         let connection = broker.connect("startup").await?;
@@ -242,10 +246,8 @@ pub struct Infrastructure<'a> {
     /// took until the batch commits: a service whose messages contend for a few hot rows
     /// (stock per product, balance per customer) should use 1 and more lanes instead.
     pub max_batch: usize,
-    /// Parallel consumer lanes (one order's messages always share a lane).
+    /// Parallel consumer lanes (one correlation's messages always share a lane).
     pub lanes: usize,
-    /// `AMQP_PRODUCER_USERS`: the broker user of each producing service.
-    pub producers: &'a contracts::ProducerUsers,
 }
 
 /// The messaging of a service with a database, running: its consumer (with the inbox), its
@@ -262,10 +264,14 @@ pub struct Messaging {
 }
 
 impl Messaging {
-    /// Connects (retrying within the start-up timeout), migrates with `M`, and starts the
-    /// consumer of `service`'s queues with `handler`, the relay and retention.
-    pub async fn start<M: MigratorTrait, H: crate::Handler>(
-        service: contracts::Service,
+    /// Connects (retrying within the start-up timeout), migrates with `Mig`, and starts the
+    /// consumer of `queues` with `handler` (accepting each type from its one sender in
+    /// `producers` only), the relay and retention. `service` names the connections.
+    pub async fn start<Mig: MigratorTrait, M: Inbound, H: Handler<M>>(
+        service: &str,
+        queues: Vec<String>,
+        topology: Topology,
+        producers: &Producers,
         infrastructure: Infrastructure<'_>,
         handler: H,
         shutdown: &CancellationToken,
@@ -274,7 +280,7 @@ impl Messaging {
             max_connections: infrastructure.max_connections,
             ..PoolOptions::default()
         };
-        let db = connect_database::<M>(
+        let db = connect_database::<Mig>(
             infrastructure.database_url,
             &pool,
             infrastructure.startup_timeout,
@@ -283,8 +289,8 @@ impl Messaging {
         .await?;
         let broker = connect_broker(
             infrastructure.amqp_url,
-            service,
-            Topology::default(),
+            queues.clone(),
+            topology,
             infrastructure.startup_timeout,
             shutdown,
         )
@@ -297,11 +303,11 @@ impl Messaging {
             connection_name: format!("{service} consumer"),
             max_batch: infrastructure.max_batch,
             lanes: infrastructure.lanes,
-            producers: infrastructure.producers.clone(),
+            producers: producers.clone(),
             ..crate::ConsumerConfig::default()
         };
         let consumer =
-            crate::ConsumerRunner::new(broker.clone(), service, processor, consumer_config);
+            crate::ConsumerRunner::new(broker.clone(), queues, processor, consumer_config);
         background.spawn_producer(|stop| consumer.run(stop));
         let retention_db = db.clone();
         background.spawn_producer(|stop| {
@@ -328,16 +334,88 @@ impl Messaging {
 
     /// The readiness probes: the database answers, the broker accepts a connection.
     pub fn probes(&self) -> Vec<(&'static str, Probe)> {
-        let db = self.db.clone();
-        let broker = self.broker.clone();
-        let database: Probe = std::sync::Arc::new(move || {
-            let db = db.clone();
-            Box::pin(async move { check_database(&db).await })
-        });
-        let broker: Probe = std::sync::Arc::new(move || {
-            let broker = broker.clone();
-            Box::pin(async move { check_broker(&broker).await })
-        });
-        vec![("database", database), ("broker", broker)]
+        vec![
+            ("database", database_probe(self.db.clone())),
+            ("broker", broker_probe(self.broker.clone())),
+        ]
+    }
+}
+
+/// The readiness probe of a database: [`check_database`].
+fn database_probe(db: DatabaseConnection) -> Probe {
+    std::sync::Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { check_database(&db).await })
+    })
+}
+
+/// The readiness probe of a broker: [`check_broker`].
+fn broker_probe(broker: Broker) -> Probe {
+    std::sync::Arc::new(move || {
+        let broker = broker.clone();
+        Box::pin(async move { check_broker(&broker).await })
+    })
+}
+
+/// Where a service without a database finds its broker, how long to wait for it at start, and
+/// how it deduplicates.
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerInfrastructure<'a> {
+    /// `AMQP_URL`.
+    pub amqp_url: &'a str,
+    /// `STARTUP_TIMEOUT_SECS`.
+    pub startup_timeout: Duration,
+    /// How many message ids the consumer remembers to drop redeliveries (at least 1): with no
+    /// inbox table, a redelivery of an older one is handled again.
+    pub remembered_messages: usize,
+}
+
+/// The messaging of a service without a database, running: one consumer whose
+/// [`InMemoryProcessor`](crate::InMemoryProcessor) deduplicates in memory, stopped by
+/// [`BackgroundTasks::shutdown`]. There is no relay: such a service publishes nothing.
+pub struct BrokerMessaging {
+    /// The broker, its topology declared.
+    pub broker: Broker,
+    /// The running tasks; a service may add its own producers.
+    pub background: BackgroundTasks,
+}
+
+impl BrokerMessaging {
+    /// Connects to the broker (retrying within the start-up timeout) and starts the consumer
+    /// of `queues` with `handler` (accepting each type from its one sender in `producers`
+    /// only), with the consumer's default batching. `service` names the connection.
+    pub async fn start<M: Inbound, H: StatelessHandler<M>>(
+        service: &str,
+        queues: Vec<String>,
+        topology: Topology,
+        producers: &Producers,
+        infrastructure: BrokerInfrastructure<'_>,
+        handler: H,
+        shutdown: &CancellationToken,
+    ) -> Result<BrokerMessaging, StartupError> {
+        let broker = connect_broker(
+            infrastructure.amqp_url,
+            queues.clone(),
+            topology,
+            infrastructure.startup_timeout,
+            shutdown,
+        )
+        .await?;
+        let mut background = BackgroundTasks::new();
+        let processor = crate::InMemoryProcessor::new(handler, infrastructure.remembered_messages);
+        let consumer_config = crate::ConsumerConfig {
+            connection_name: format!("{service} consumer"),
+            producers: producers.clone(),
+            ..crate::ConsumerConfig::default()
+        };
+        let consumer =
+            crate::ConsumerRunner::new(broker.clone(), queues, processor, consumer_config);
+        background.spawn_producer(|stop| consumer.run(stop));
+        Ok(BrokerMessaging { broker, background })
+    }
+
+    /// The readiness probe: the broker accepts a connection.
+    pub fn probes(&self) -> Vec<(&'static str, Probe)> {
+        vec![("broker", broker_probe(self.broker.clone()))]
     }
 }

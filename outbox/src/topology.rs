@@ -1,8 +1,9 @@
-//! Declares the whole broker topology, idempotently, from `contracts::SUBSCRIPTIONS`.
+//! Declares the whole broker topology, idempotently, from a [`Topology`]: the exchange every
+//! message is published to and every [`Route`] (queue, message type) of the system.
 //!
 //! ```text
 //!                        routing key = type name
-//! publisher ─▶ saga.events (topic) ──────────────▶ <service>.<Type>  (quorum) ─▶ consumer
+//! publisher ─▶ <exchange>   (topic) ──────────────▶ <service>.<Type>  (quorum) ─▶ consumer
 //!                                                    ▲          │
 //!        saga.requeue (direct, key = queue) ─────────┘          │ handler failed: republish
 //!              ▲                                                ▼ with x-attempt + 1
@@ -17,7 +18,6 @@
 
 use std::time::Duration;
 
-use contracts::{EXCHANGE, SUBSCRIPTIONS, Subscription};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ExchangeKind};
@@ -27,11 +27,36 @@ pub const REQUEUE_EXCHANGE: &str = "saga.requeue";
 /// Exchange of dead letters (routing key = the queue they came from).
 pub const DEAD_LETTER_EXCHANGE: &str = "saga.dead-letter";
 
-/// The shape of the retry and dead-letter machinery. Every process using one vhost must use the
-/// same values (queue arguments cannot change once declared; retry queues are named after
-/// their delay, so new delays add queues instead of conflicting).
+/// One subscriber's interest in one message type: a queue of its own, bound to the exchange by
+/// the type name. A queue carries that one type only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The queue (by convention `<service>.<Type>`).
+    pub queue: String,
+    /// The message type it carries: the routing key it is bound with.
+    pub message_type: String,
+}
+
+impl Route {
+    /// The route of `message_type` into `queue`.
+    pub fn new(queue: impl Into<String>, message_type: impl Into<String>) -> Route {
+        Route {
+            queue: queue.into(),
+            message_type: message_type.into(),
+        }
+    }
+}
+
+/// The broker layout: the exchange, every route, and the shape of the retry and dead-letter
+/// machinery. Every process using one vhost must use the same values (queue arguments cannot
+/// change once declared; retry queues are named after their delay, so new delays add queues
+/// instead of conflicting).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
+    /// The durable topic exchange every message is published to, routed by type name.
+    pub exchange: String,
+    /// Every queue of the system and the type it carries, in declaration order.
+    pub routes: Vec<Route>,
     /// Delay before each retry: attempt 2 waits `retry_delays[0]`, attempt 3 `retry_delays[1]`, …;
     /// later attempts reuse the last delay. Must not be empty.
     pub retry_delays: Vec<Duration>,
@@ -40,9 +65,13 @@ pub struct Topology {
     pub delivery_limit: u32,
 }
 
-impl Default for Topology {
-    fn default() -> Self {
+impl Topology {
+    /// The topology of `routes` through `exchange`, with the default retry delays (1 s, 5 s,
+    /// 30 s) and delivery limit (20).
+    pub fn new(exchange: impl Into<String>, routes: Vec<Route>) -> Topology {
         Topology {
+            exchange: exchange.into(),
+            routes,
             retry_delays: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(5),
@@ -51,9 +80,15 @@ impl Default for Topology {
             delivery_limit: 20,
         }
     }
-}
 
-impl Topology {
+    /// The type `queue` carries, if it is one of the routes.
+    pub fn message_type_of(&self, queue: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|route| route.queue == queue)
+            .map(|route| route.message_type.as_str())
+    }
+
     /// The retry exchange (and queue) that delays a message failing its `attempt`-th delivery.
     pub fn retry_exchange(&self, attempt: u32) -> String {
         let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -75,7 +110,7 @@ impl Topology {
         };
         channel
             .exchange_declare(
-                EXCHANGE.into(),
+                self.exchange.as_str().into(),
                 ExchangeKind::Topic,
                 durable,
                 FieldTable::default(),
@@ -100,8 +135,8 @@ impl Topology {
         for attempt in 1..=u32::try_from(self.retry_delays.len()).unwrap_or(u32::MAX) {
             self.declare_retry_tier(channel, attempt).await?;
         }
-        for subscription in SUBSCRIPTIONS {
-            self.declare_subscription(channel, subscription).await?;
+        for route in &self.routes {
+            self.declare_route(channel, route).await?;
         }
         Ok(())
     }
@@ -120,7 +155,7 @@ impl Topology {
             ..ExchangeDeclareOptions::default()
         };
         let mut exchanges = vec![
-            (EXCHANGE.to_owned(), ExchangeKind::Topic),
+            (self.exchange.clone(), ExchangeKind::Topic),
             (REQUEUE_EXCHANGE.to_owned(), ExchangeKind::Direct),
             (DEAD_LETTER_EXCHANGE.to_owned(), ExchangeKind::Direct),
         ];
@@ -197,13 +232,9 @@ impl Topology {
         Ok(())
     }
 
-    async fn declare_subscription(
-        &self,
-        channel: &Channel,
-        subscription: &Subscription,
-    ) -> Result<(), lapin::Error> {
-        let queue = subscription.queue();
-        let dead_letter_queue = dead_letter_queue(&queue);
+    async fn declare_route(&self, channel: &Channel, route: &Route) -> Result<(), lapin::Error> {
+        let queue = &route.queue;
+        let dead_letter_queue = dead_letter_queue(queue);
 
         let mut quorum = FieldTable::default();
         quorum.insert("x-queue-type".into(), text("quorum"));
@@ -226,7 +257,7 @@ impl Topology {
 
         let mut arguments = quorum;
         arguments.insert("x-dead-letter-exchange".into(), text(DEAD_LETTER_EXCHANGE));
-        arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
+        arguments.insert("x-dead-letter-routing-key".into(), text(queue));
         arguments.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
@@ -237,8 +268,8 @@ impl Topology {
         channel
             .queue_bind(
                 queue.as_str().into(),
-                EXCHANGE.into(),
-                subscription.message_type.name().into(),
+                self.exchange.as_str().into(),
+                route.message_type.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

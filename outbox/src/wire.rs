@@ -1,154 +1,94 @@
-//! The mapping between envelopes and AMQP messages — the only code that knows both the
-//! contracts and lapin's property types.
+//! The mapping between outbox messages and AMQP messages — the only code that knows lapin's
+//! property types. It writes the outbox's own metadata (`message_id`, `type`,
+//! `correlation_id`, `content_type`, `timestamp`, [`CAUSATION_ID`], [`OCCURRED_AT`],
+//! persistence) and a message's extra headers; message crates read deliveries through
+//! [`Incoming`].
 
-use contracts::envelope::{
-    CONTENT_TYPE, HEADER_ATTEMPT, HEADER_CAUSATION_ID, HEADER_OCCURRED_AT, HEADER_SCHEMA_VERSION,
-    SCHEMA_VERSION, WireMessage, format_occurred_at,
-};
-use contracts::{AnyMessage, DecodeError, Envelope};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use crate::entity::outbox_message;
+use crate::headers::{ATTEMPT, CAUSATION_ID, CONTENT_TYPE, OCCURRED_AT, format_occurred_at};
+use crate::message::{Inbound, Incoming, NewMessage};
 
 /// AMQP delivery mode of messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
+
+/// Header keys that rows written by earlier versions store under another name: before the
+/// outbox became generic it wrote `{"schema_version": N}` and published it as
+/// `x-schema-version`. Rows still in flight keep their meaning.
+const LEGACY_HEADER_KEYS: &[(&str, &str)] = &[("schema_version", "x-schema-version")];
 
 /// A message ready to publish: routing key, properties, body.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     /// The routing key: the message type name.
     pub routing_key: String,
-    /// AMQP properties carrying the envelope's metadata.
+    /// AMQP properties carrying the message's metadata.
     pub properties: BasicProperties,
     /// The payload JSON.
     pub body: Vec<u8>,
 }
 
-/// The AMQP form of an outbox row.
-pub fn outgoing(row: &outbox_message::Model) -> Outgoing {
-    let schema_version = row
-        .headers
-        .get("schema_version")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(i64::from(SCHEMA_VERSION));
-    let metadata = Metadata {
-        message_id: row.id,
-        message_type: &row.message_type,
-        correlation_id: row.correlation_id,
-        causation_id: row.causation_id,
-        occurred_at: row.occurred_at,
-        schema_version,
-    };
-    // A jsonb value always serialises.
-    build(
-        metadata,
-        serde_json::to_vec(&row.payload).unwrap_or_default(),
-    )
+impl From<&outbox_message::Model> for NewMessage {
+    /// The message an outbox row stands for (legacy header keys renamed).
+    fn from(row: &outbox_message::Model) -> NewMessage {
+        let mut headers = row.headers.as_object().cloned().unwrap_or_default();
+        for (legacy, current) in LEGACY_HEADER_KEYS {
+            if let Some(value) = headers.remove(*legacy) {
+                headers.entry(*current).or_insert(value);
+            }
+        }
+        NewMessage {
+            id: row.id,
+            message_type: row.message_type.clone(),
+            correlation_id: row.correlation_id,
+            causation_id: row.causation_id,
+            occurred_at: row.occurred_at,
+            headers,
+            payload: row.payload.clone(),
+        }
+    }
 }
 
-/// The AMQP form of an envelope (for tools and tests that publish without an outbox).
-pub fn outgoing_envelope(envelope: &Envelope) -> Outgoing {
-    let metadata = Metadata {
-        message_id: envelope.message_id.as_uuid(),
-        message_type: envelope.message_type.name(),
-        correlation_id: envelope.correlation_id.as_uuid(),
-        causation_id: envelope.causation_id.map(|id| id.as_uuid()),
-        occurred_at: envelope.occurred_at,
-        schema_version: i64::from(envelope.schema_version),
-    };
-    build(
-        metadata,
-        serde_json::to_vec(&envelope.payload).unwrap_or_default(),
-    )
-}
-
-struct Metadata<'a> {
-    message_id: uuid::Uuid,
-    message_type: &'a str,
-    correlation_id: uuid::Uuid,
-    causation_id: Option<uuid::Uuid>,
-    occurred_at: chrono::DateTime<chrono::Utc>,
-    schema_version: i64,
-}
-
-fn build(metadata: Metadata<'_>, body: Vec<u8>) -> Outgoing {
+/// The AMQP form of a message (the relay publishes rows this way; tools and tests that publish
+/// without an outbox do too).
+pub fn outgoing(message: &NewMessage) -> Outgoing {
     let mut headers = FieldTable::default();
-    if let Some(causation_id) = metadata.causation_id {
-        headers.insert(
-            HEADER_CAUSATION_ID.into(),
-            long_string(&causation_id.to_string()),
-        );
+    for (name, value) in &message.headers {
+        headers.insert(name.as_str().into(), header_value(value));
+    }
+    if let Some(causation_id) = message.causation_id {
+        headers.insert(CAUSATION_ID.into(), long_string(&causation_id.to_string()));
     }
     headers.insert(
-        HEADER_OCCURRED_AT.into(),
-        long_string(&format_occurred_at(metadata.occurred_at)),
-    );
-    headers.insert(
-        HEADER_SCHEMA_VERSION.into(),
-        AMQPValue::LongLongInt(metadata.schema_version),
+        OCCURRED_AT.into(),
+        long_string(&format_occurred_at(message.occurred_at)),
     );
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type(CONTENT_TYPE.into())
-        .with_message_id(metadata.message_id.to_string().into())
-        .with_type(short_string(metadata.message_type))
-        .with_correlation_id(metadata.correlation_id.to_string().into())
-        .with_timestamp(u64::try_from(metadata.occurred_at.timestamp()).unwrap_or(0))
+        .with_message_id(message.id.to_string().into())
+        .with_type(short_string(&message.message_type))
+        .with_correlation_id(message.correlation_id.to_string().into())
+        .with_timestamp(u64::try_from(message.occurred_at.timestamp()).unwrap_or(0))
         .with_headers(headers);
     Outgoing {
-        routing_key: metadata.message_type.to_owned(),
+        routing_key: message.message_type.clone(),
         properties,
-        body,
+        // A JSON value always serialises.
+        body: serde_json::to_vec(&message.payload).unwrap_or_default(),
     }
 }
 
-/// The envelope an outbox row stands for (used by tests and tools that read the outbox).
-pub fn envelope_of(row: &outbox_message::Model) -> Result<Envelope<AnyMessage>, DecodeError> {
-    let outgoing = outgoing(row);
-    decode(&outgoing.properties, &outgoing.body)
+/// Reads a delivery's properties and body as an `M`; the error is the dead-letter reason.
+pub fn decode<M: Inbound>(properties: &BasicProperties, body: &[u8]) -> Result<M, String> {
+    M::decode(&Incoming::new(properties, body))
 }
 
-/// Reads a delivery's properties and body as an envelope; every defect is a [`DecodeError`]
-/// whose text is the dead-letter reason.
-pub fn decode(
-    properties: &BasicProperties,
-    body: &[u8],
-) -> Result<Envelope<AnyMessage>, DecodeError> {
-    let headers = properties.headers().as_ref();
-    let header_text = |name: &str| {
-        headers
-            .and_then(|table| table.inner().get(name))
-            .and_then(value_text)
-    };
-    let causation_id = header_text(HEADER_CAUSATION_ID);
-    let occurred_at = header_text(HEADER_OCCURRED_AT);
-    let schema_version = headers
-        .and_then(|table| table.inner().get(HEADER_SCHEMA_VERSION))
-        .map(|value| value_integer(value).unwrap_or(-1));
-    WireMessage {
-        message_id: properties.message_id().as_ref().map(ShortString::as_str),
-        message_type: properties.kind().as_ref().map(ShortString::as_str),
-        correlation_id: properties
-            .correlation_id()
-            .as_ref()
-            .map(ShortString::as_str),
-        content_type: properties.content_type().as_ref().map(ShortString::as_str),
-        causation_id: causation_id.as_deref(),
-        occurred_at: occurred_at.as_deref(),
-        schema_version,
-        body,
-    }
-    .decode()
-}
-
-/// Which delivery attempt a message is on (1 unless a retry set [`HEADER_ATTEMPT`]).
+/// Which delivery attempt a message is on (1 unless a retry set [`ATTEMPT`]).
 pub fn attempt(properties: &BasicProperties) -> u32 {
-    properties
-        .headers()
-        .as_ref()
-        .and_then(|table| table.inner().get(HEADER_ATTEMPT))
-        .and_then(value_integer)
+    header_integer(properties, ATTEMPT)
         .and_then(|attempt| u32::try_from(attempt).ok())
         .filter(|&attempt| attempt >= 1)
         .unwrap_or(1)
@@ -161,6 +101,15 @@ pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
         .as_ref()
         .and_then(|table| table.inner().get(name))
         .and_then(value_text)
+}
+
+/// The value of header `name`, if present and an integer.
+pub fn header_integer(properties: &BasicProperties, name: &str) -> Option<i64> {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|table| table.inner().get(name))
+        .and_then(value_integer)
 }
 
 /// `properties` with extra headers set (replacing any of the same name).
@@ -186,6 +135,19 @@ pub fn short_string(text: &str) -> ShortString {
     ShortString::try_new(&text[..end]).unwrap_or_else(|_| ShortString::from(String::new()))
 }
 
+/// The AMQP form of an extra header: text and integers as such, anything else as its JSON text.
+fn header_value(value: &serde_json::Value) -> AMQPValue {
+    match value {
+        serde_json::Value::String(text) => long_string(text),
+        serde_json::Value::Number(number) => match number.as_i64() {
+            Some(integer) => AMQPValue::LongLongInt(integer),
+            None => long_string(&number.to_string()),
+        },
+        serde_json::Value::Bool(flag) => AMQPValue::Boolean(*flag),
+        other => long_string(&other.to_string()),
+    }
+}
+
 fn value_text(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
@@ -204,5 +166,69 @@ fn value_integer(value: &AMQPValue) -> Option<i64> {
         AMQPValue::LongUInt(number) => Some(number.into()),
         AMQPValue::LongLongInt(number) => Some(number),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn row(headers: serde_json::Value) -> outbox_message::Model {
+        outbox_message::Model {
+            id: uuid::Uuid::now_v7(),
+            seq: 1,
+            message_type: "Example".into(),
+            payload: serde_json::json!({ "a": 1 }),
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            headers,
+            occurred_at: chrono::Utc::now(),
+            processed_at: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+        }
+    }
+
+    /// The stored headers of a row, and the integer header `x-schema-version` published.
+    fn check(stored: serde_json::Value, published: Option<i64>) {
+        let outgoing = outgoing(&NewMessage::from(&row(stored.clone())));
+        assert_eq!(
+            header_integer(&outgoing.properties, "x-schema-version"),
+            published,
+            "{stored}"
+        );
+        assert!(
+            header_text(&outgoing.properties, "schema_version").is_none()
+                && header_integer(&outgoing.properties, "schema_version").is_none(),
+            "{stored}: the legacy key is not published"
+        );
+    }
+
+    #[test]
+    fn rows_written_before_the_outbox_was_generic_keep_their_schema_version() {
+        check(serde_json::json!({ "schema_version": 1 }), Some(1));
+        check(serde_json::json!({ "x-schema-version": 2 }), Some(2));
+        // The current key wins over a legacy one.
+        check(
+            serde_json::json!({ "schema_version": 1, "x-schema-version": 3 }),
+            Some(3),
+        );
+        check(serde_json::json!({}), None);
+    }
+
+    #[test]
+    fn extra_headers_are_published_as_text_or_integers() {
+        let mut message = NewMessage::from(&row(serde_json::json!({})));
+        message.headers.insert("x-text".into(), "value".into());
+        message.headers.insert("x-number".into(), 7.into());
+        let outgoing = outgoing(&message);
+        assert_eq!(
+            header_text(&outgoing.properties, "x-text").as_deref(),
+            Some("value")
+        );
+        assert_eq!(header_integer(&outgoing.properties, "x-number"), Some(7));
+        assert!(header_text(&outgoing.properties, OCCURRED_AT).is_some());
     }
 }

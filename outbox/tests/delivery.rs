@@ -90,7 +90,7 @@ async fn a_relay_crash_between_publish_and_mark_republishes_and_the_effect_happe
         .await
         .unwrap()
         .unwrap();
-    let outgoing = wire::outgoing(&row);
+    let outgoing = wire::outgoing(&outbox::NewMessage::from(&row));
     publish(
         &channel,
         contracts::EXCHANGE,
@@ -425,10 +425,10 @@ async fn a_batch_handles_each_message_once_even_when_it_repeats() {
     assert_eq!(fixture.handled_count().await, 2);
 }
 
-fn received(order_id: OrderId) -> Received {
+fn received(order_id: OrderId) -> Received<Envelope<AnyMessage>> {
     Received {
         queue: Arc::from("inventory-svc.CommitStock"),
-        envelope: Envelope {
+        message: Envelope {
             message_id: MessageId::generate(),
             message_type: MessageType::CommitStock,
             correlation_id: order_id,
@@ -445,7 +445,7 @@ fn received(order_id: OrderId) -> Received {
 #[tokio::test]
 async fn only_batches_that_enqueued_wake_the_relay() {
     struct Answering(bool);
-    impl Handler for Answering {
+    impl Handler<Envelope<AnyMessage>> for Answering {
         async fn handle(
             &self,
             transaction: &DatabaseTransaction,
@@ -463,7 +463,7 @@ async fn only_batches_that_enqueued_wake_the_relay() {
         let signal = OutboxSignal::new();
         let processor =
             TransactionalProcessor::new(fixture.db.clone(), Answering(answers), signal.clone());
-        let items: Vec<Received> = (0..batch).map(|_| received(OrderId::generate())).collect();
+        let items: Vec<Received<_>> = (0..batch).map(|_| received(OrderId::generate())).collect();
         let verdicts = processor.process(&items).await.unwrap();
         assert_eq!(verdicts, vec![Verdict::Handled; batch], "{answers} {batch}");
         assert_eq!(

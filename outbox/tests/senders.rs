@@ -103,7 +103,7 @@ async fn only_the_producers_user_gets_a_message_to_the_handler() {
     for case in &cases {
         let envelope = Envelope::from_any(&charge(), None).unwrap();
         let sender = fixture.user(case.who);
-        let outgoing = wire::outgoing_envelope(&envelope);
+        let outgoing = wire::outgoing(&outbox::NewMessage::from(&envelope));
         let mut properties = outgoing.properties;
         if case.user_id {
             properties = properties.with_user_id(sender.as_str().into());
@@ -393,7 +393,8 @@ async fn a_relay_publishes_as_its_own_service_user_and_other_services_accept_it(
             Some(fixture.user(Who::User(producer))),
             "{case}"
         );
-        let decoded = wire::decode(&copy.delivery.properties, &copy.delivery.data).unwrap();
+        let decoded: Envelope<AnyMessage> =
+            wire::decode(&copy.delivery.properties, &copy.delivery.data).unwrap();
         assert_eq!(decoded.payload, message, "{case}");
     }
 }
@@ -540,7 +541,7 @@ async fn provision(admin: &Connection, stage: Provisioned, topology: &Topology) 
 /// Tells the test which order ids the consumer handled.
 struct Forward(tokio::sync::mpsc::UnboundedSender<OrderId>);
 
-impl StatelessHandler for Forward {
+impl StatelessHandler<Envelope<AnyMessage>> for Forward {
     async fn handle(&self, envelope: &Envelope<AnyMessage>) -> Result<(), HandlerError> {
         let _ = self.0.send(envelope.correlation_id);
         Ok(())
@@ -553,7 +554,7 @@ impl StatelessHandler for Forward {
 #[tokio::test]
 async fn a_consumer_that_may_not_configure_checks_the_topology_and_waits_for_it() {
     let bare = BareVhost::create();
-    let topology = Topology::default();
+    let topology = contracts::topology();
     let queues: Vec<String> = Service::Inventory
         .subscriptions()
         .map(|message_type| format!("inventory-svc.{message_type}"))
@@ -562,10 +563,12 @@ async fn a_consumer_that_may_not_configure_checks_the_topology_and_waits_for_it(
     // The consumer is started first, on the empty vhost. Its own user sends the test message,
     // so it is named CommitStock's producer here.
     let (handled, mut handled_orders) = tokio::sync::mpsc::unbounded_channel();
-    let producers = ProducerUsers::parse(&format!("order-svc={}", bare.user)).unwrap();
+    let producers = ProducerUsers::parse(&format!("order-svc={}", bare.user))
+        .unwrap()
+        .producers();
     let runner = ConsumerRunner::new(
         user_broker.clone(),
-        Service::Inventory,
+        queues.clone(),
         InMemoryProcessor::new(Forward(handled), 100),
         ConsumerConfig {
             producers,
@@ -612,7 +615,7 @@ async fn a_consumer_that_may_not_configure_checks_the_topology_and_waits_for_it(
 
     let order_id = OrderId::generate();
     let envelope = Envelope::new(&CommitStock { order_id }, None).unwrap();
-    let outgoing = wire::outgoing_envelope(&envelope);
+    let outgoing = wire::outgoing(&outbox::NewMessage::from(&envelope));
     let sender = Connection::connect(&bare.user_url(), ConnectionProperties::default())
         .await
         .unwrap();

@@ -5,18 +5,21 @@ use outbox::{Handler, HandlerError, enqueue_message};
 use sea_orm::DatabaseTransaction;
 use tracing::info;
 
-use crate::ledger::RefundPlan;
+use crate::ledger::{ChargeDecision, RefundPlan};
 use crate::store::{self, ChargeOutcome, RefundOutcome};
 
 /// Handles `StockReserved` and `RefundPayment` inside the consumer's transaction, publishing
-/// the answer through the outbox in the same transaction.
+/// the answer through the outbox in the same transaction. Every copy of a request is answered
+/// with the one decision taken for its order — `PaymentSucceeded` with the same payment and
+/// amount, `PaymentFailed` with the recorded reason, `PaymentRefunded` for every refund — except
+/// a charge request for a refunded order, which no one waits for.
 pub struct PaymentHandler {
     /// `PAYMENT_DEMO_BALANCE`: for demos only, the balance an account opens with when a
     /// customer without one is charged; 0 (the default) opens none, and the charge fails.
     pub default_balance: Money,
 }
 
-impl Handler for PaymentHandler {
+impl Handler<Envelope<AnyMessage>> for PaymentHandler {
     async fn handle(
         &self,
         transaction: &DatabaseTransaction,
@@ -25,35 +28,71 @@ impl Handler for PaymentHandler {
         let cause = Some(envelope.message_id);
         match &envelope.payload {
             AnyMessage::StockReserved(reserved) => {
-                match store::charge(transaction, reserved, self.default_balance).await? {
+                // Every copy is answered with the one decision for the order: inventory answers
+                // each re-sent reservation request again, and the first answer may be the one
+                // that was lost.
+                let decision = match store::charge(transaction, reserved, self.default_balance)
+                    .await?
+                {
                     ChargeOutcome::Charged(payment_id) => {
                         info!(%payment_id, amount = %reserved.total, customer_id = %reserved.customer_id, "payment charged");
-                        let succeeded = PaymentSucceeded {
-                            order_id: reserved.order_id,
-                            customer_id: reserved.customer_id,
+                        ChargeDecision::Charged {
                             payment_id,
+                            customer_id: reserved.customer_id,
                             amount: reserved.total,
-                        };
-                        enqueue_message(transaction, &succeeded, cause).await?;
+                        }
                     }
                     ChargeOutcome::Failed(reason) => {
                         info!(%reason, customer_id = %reserved.customer_id, "payment failed");
+                        ChargeDecision::Failed {
+                            customer_id: reserved.customer_id,
+                            reason,
+                        }
+                    }
+                    ChargeOutcome::AlreadyDecided(decision) => {
+                        info!(
+                            status = decision.status().name(),
+                            "payment decided before; answering with that decision again"
+                        );
+                        decision
+                    }
+                };
+                match decision {
+                    ChargeDecision::Charged {
+                        payment_id,
+                        customer_id,
+                        amount,
+                    } => {
+                        let succeeded = PaymentSucceeded {
+                            order_id: reserved.order_id,
+                            customer_id,
+                            payment_id,
+                            amount,
+                        };
+                        enqueue_message(transaction, &succeeded, cause).await?;
+                    }
+                    ChargeDecision::Failed {
+                        customer_id,
+                        reason,
+                    } => {
                         enqueue_message(
                             transaction,
                             &PaymentFailed {
                                 order_id: reserved.order_id,
-                                customer_id: reserved.customer_id,
+                                customer_id,
                                 reason,
                             },
                             cause,
                         )
                         .await?;
                     }
-                    ChargeOutcome::AlreadyDecided(status) => {
-                        info!(
-                            status = status.name(),
-                            "payment already decided; nothing to do"
-                        );
+                    ChargeDecision::Refunded => {
+                        // Refunded, or a tombstone: only a cancelled order is refunded, and a
+                        // cancelled saga waits for no answer to a charge request (it ignores
+                        // `PaymentFailed` and would answer `PaymentSucceeded` with one more
+                        // refund). Silence also keeps the customer from being told of a
+                        // payment that did not happen, or failed when it did not.
+                        info!("payment refunded before; a cancelled order needs no answer");
                     }
                 }
             }

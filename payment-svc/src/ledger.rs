@@ -1,6 +1,6 @@
 //! Pure payment rules, separate from the database.
 
-use contracts::{CustomerId, Money};
+use contracts::{CustomerId, Money, PaymentId};
 
 /// Where an order's payment stands. Stored as its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,72 @@ impl RefundPlan {
         match self {
             RefundPlan::GiveBack(amount) | RefundPlan::AlreadyRefunded(amount) => amount,
             RefundPlan::NothingCharged => Money::ZERO,
+        }
+    }
+}
+
+/// The reason a repeated charge request for a failed payment is answered with when the failure
+/// kept none (every failure is stored with its reason; this only keeps a hand-edited or corrupt
+/// row answerable).
+pub const FAILED_WITHOUT_REASON: &str = "the payment could not be charged";
+
+/// What payment decided for an order's charge, as every charge request for the order is
+/// answered: the first, and each repeat (another `StockReserved` for the order, with a new
+/// message id) with that same decision, never a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChargeDecision {
+    /// Money was taken: answer `PaymentSucceeded` again, with the same payment and amount.
+    Charged {
+        /// The charge.
+        payment_id: PaymentId,
+        /// Who was charged.
+        customer_id: CustomerId,
+        /// What was charged.
+        amount: Money,
+    },
+    /// Nothing was taken: answer `PaymentFailed` again, with the recorded reason.
+    Failed {
+        /// Who was to be charged.
+        customer_id: CustomerId,
+        /// Why the charge failed.
+        reason: String,
+    },
+    /// The charge was refunded, or a refund came first and left a tombstone: the saga asked
+    /// for the refund, so the order is cancelled, and a cancelled order waits for no answer to
+    /// a charge request; nothing is answered.
+    Refunded,
+}
+
+impl ChargeDecision {
+    /// The decision a payment record states; `Err` says why the record is corrupt (a
+    /// charge without its payment id, a decision for a customer without one).
+    pub fn from_record(
+        status: PaymentStatus,
+        payment_id: Option<PaymentId>,
+        customer_id: Option<CustomerId>,
+        amount: Money,
+        reason: Option<&str>,
+    ) -> Result<ChargeDecision, &'static str> {
+        match status {
+            PaymentStatus::Refunded => Ok(ChargeDecision::Refunded),
+            PaymentStatus::Charged => Ok(ChargeDecision::Charged {
+                payment_id: payment_id.ok_or("charged without a payment id")?,
+                customer_id: customer_id.ok_or("charged without a customer")?,
+                amount,
+            }),
+            PaymentStatus::Failed => Ok(ChargeDecision::Failed {
+                customer_id: customer_id.ok_or("failed without a customer")?,
+                reason: reason.unwrap_or(FAILED_WITHOUT_REASON).to_owned(),
+            }),
+        }
+    }
+
+    /// The status of the payment this decision was read from.
+    pub fn status(&self) -> PaymentStatus {
+        match self {
+            ChargeDecision::Charged { .. } => PaymentStatus::Charged,
+            ChargeDecision::Failed { .. } => PaymentStatus::Failed,
+            ChargeDecision::Refunded => PaymentStatus::Refunded,
         }
     }
 }
@@ -154,5 +220,92 @@ mod tests {
         }
         assert_eq!(PaymentStatus::from_name("charged"), None);
         assert_eq!(PaymentStatus::from_name(""), None);
+    }
+
+    #[test]
+    fn a_charge_decision_reads_back_from_its_record_or_is_corrupt() {
+        let payment_id: PaymentId = "0199c3e1-0000-7000-8000-0000000000a1".parse().unwrap();
+        let customer_id: CustomerId = "0199c3e1-0000-7000-8000-0000000000c1".parse().unwrap();
+        type Record = (
+            PaymentStatus,
+            Option<PaymentId>,
+            Option<CustomerId>,
+            i64,
+            Option<&'static str>,
+        );
+        let cases: &[(Record, Result<ChargeDecision, &str>)] = &[
+            (
+                (
+                    PaymentStatus::Charged,
+                    Some(payment_id),
+                    Some(customer_id),
+                    400,
+                    None,
+                ),
+                Ok(ChargeDecision::Charged {
+                    payment_id,
+                    customer_id,
+                    amount: money(400),
+                }),
+            ),
+            (
+                (
+                    PaymentStatus::Failed,
+                    None,
+                    Some(customer_id),
+                    400,
+                    Some("no money"),
+                ),
+                Ok(ChargeDecision::Failed {
+                    customer_id,
+                    reason: "no money".to_owned(),
+                }),
+            ),
+            (
+                (PaymentStatus::Failed, None, Some(customer_id), 400, None),
+                Ok(ChargeDecision::Failed {
+                    customer_id,
+                    reason: FAILED_WITHOUT_REASON.to_owned(),
+                }),
+            ),
+            // A tombstone, and a refund after a charge.
+            (
+                (PaymentStatus::Refunded, None, None, 0, Some("deadline")),
+                Ok(ChargeDecision::Refunded),
+            ),
+            (
+                (
+                    PaymentStatus::Refunded,
+                    Some(payment_id),
+                    Some(customer_id),
+                    400,
+                    None,
+                ),
+                Ok(ChargeDecision::Refunded),
+            ),
+            (
+                (PaymentStatus::Charged, None, Some(customer_id), 400, None),
+                Err("charged without a payment id"),
+            ),
+            (
+                (PaymentStatus::Charged, Some(payment_id), None, 400, None),
+                Err("charged without a customer"),
+            ),
+            (
+                (PaymentStatus::Failed, None, None, 400, Some("no money")),
+                Err("failed without a customer"),
+            ),
+        ];
+        for ((status, payment, customer, amount, reason), expected) in cases {
+            let read =
+                ChargeDecision::from_record(*status, *payment, *customer, money(*amount), *reason);
+            assert_eq!(
+                &read, expected,
+                "{status:?} {payment:?} {customer:?} {reason:?}"
+            );
+            if let Ok(earlier) = read {
+                assert_eq!(earlier.status(), *status);
+            }
+        }
     }
 }

@@ -19,9 +19,9 @@ pub mod migration;
 pub mod store;
 
 use contracts::Service;
-use outbox::runtime::{BackgroundTasks, Infrastructure, Messaging};
-use service_kit::entrypoint::{RunError, bind, serve_then, service_router};
-use service_kit::health::Readiness;
+use outbox::runtime::Infrastructure;
+use service_kit::entrypoint::RunError;
+use service_kit::launch::{ServiceBuilder, StartedService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +30,8 @@ pub use config::{Config, ENVIRONMENT};
 /// Runs the service until `shutdown` is cancelled: binds `HTTP_ADDR` once the database and the
 /// broker are ready.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let (router, background) = start(&config, &shutdown).await?;
-    let listener = bind(config.http_addr).await?;
-    serve_then(listener, router, shutdown, background.shutdown()).await
+    let started = start(&config, &shutdown).await?;
+    started.serve(config.http_addr, shutdown).await
 }
 
 /// Like [`run`], on a listener the caller bound (tests bind port 0).
@@ -41,14 +40,20 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let (router, background) = start(&config, &shutdown).await?;
-    serve_then(listener, router, shutdown, background.shutdown()).await
+    let started = start(&config, &shutdown).await?;
+    started.serve_on(listener, shutdown).await
 }
 
-async fn start(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<(axum::Router, BackgroundTasks), RunError> {
+/// The service's own parts of the common start: its subscriptions, migrator, handler, batching
+/// and API.
+async fn start(config: &Config, shutdown: &CancellationToken) -> Result<StartedService, RunError> {
+    let service = ServiceBuilder {
+        name: Service::Payment.name(),
+        queues: Service::Payment.queues(),
+        topology: contracts::topology(),
+        producers: config.producers.producers(),
+        authenticator: config.auth.authenticator.clone(),
+    };
     let infrastructure = Infrastructure {
         database_url: &config.database_url,
         amqp_url: &config.amqp_url,
@@ -58,29 +63,15 @@ async fn start(
         // row locks short and deadlock-free; lanes give the concurrency instead.
         max_batch: 1,
         lanes: 4,
-        producers: &config.producers,
     };
-    let messaging = Messaging::start::<migration::Migrator, _>(
-        Service::Payment,
-        infrastructure,
-        handler::PaymentHandler {
-            default_balance: config.default_balance,
-        },
-        shutdown,
-    )
-    .await
-    .map_err(RunError::startup)?;
-    let readiness = messaging
-        .probes()
-        .into_iter()
-        .fold(Readiness::new(), |readiness, (name, probe)| {
-            readiness.with_check(name, move || probe())
-        });
-    let router = service_router(
-        api::routes(messaging.db.clone()),
-        readiness,
-        "payment-svc",
-        config.auth.authenticator.clone(),
-    )?;
-    Ok((router, messaging.background))
+    service
+        .start_with_database::<migration::Migrator, _>(
+            infrastructure,
+            handler::PaymentHandler {
+                default_balance: config.default_balance,
+            },
+            shutdown,
+            |messaging| api::routes(messaging.db.clone()),
+        )
+        .await
 }

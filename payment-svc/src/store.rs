@@ -23,7 +23,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, payment};
-use crate::ledger::{PaymentStatus, RefundPlan, insufficient_balance, no_account};
+use crate::ledger::{ChargeDecision, PaymentStatus, RefundPlan, insufficient_balance, no_account};
 
 /// What a charge request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +32,11 @@ pub enum ChargeOutcome {
     Charged(PaymentId),
     /// Nothing was taken; why, for people.
     Failed(String),
-    /// Payment had already decided for this order (a redelivery, another message about the
-    /// same order, or a tombstone left by a refund that came first): nothing changes and
-    /// nothing is published.
-    AlreadyDecided(PaymentStatus),
+    /// Payment had already decided for this order (another message about the same order: a
+    /// repeat of `StockReserved` after the saga re-sent its request, or a tombstone left by a
+    /// refund that came first): nothing changes, and the answer is that decision again
+    /// (none for a refunded order: see [`ChargeDecision::Refunded`]).
+    AlreadyDecided(ChargeDecision),
 }
 
 /// What a refund request came to.
@@ -74,15 +75,23 @@ fn amount_of_row(row: &payment::Model) -> Result<Money, DbErr> {
     Money::new(row.amount).map_err(|error| corrupt(row.order_id.into(), error))
 }
 
-async fn status_of<C: ConnectionTrait>(
+/// The decision the order's payment record states, if payment decided for the order.
+async fn charge_decision<C: ConnectionTrait>(
     db: &C,
     order_id: OrderId,
-) -> Result<Option<PaymentStatus>, DbErr> {
-    payment(db, order_id)
-        .await?
-        .as_ref()
-        .map(status_of_row)
-        .transpose()
+) -> Result<Option<ChargeDecision>, DbErr> {
+    let Some(row) = payment(db, order_id).await? else {
+        return Ok(None);
+    };
+    let earlier = ChargeDecision::from_record(
+        status_of_row(&row)?,
+        row.payment_id.map(PaymentId::from),
+        row.customer_id.map(CustomerId::from),
+        amount_of_row(&row)?,
+        row.reason.as_deref(),
+    )
+    .map_err(|what| corrupt(order_id, what))?;
+    Ok(Some(earlier))
 }
 
 /// Inserts the payment unless the order has one; `false` if it had.
@@ -158,7 +167,8 @@ async fn lock_balance<C: ConnectionTrait>(
 }
 
 /// Charges the order's total to its customer. Decides at most once per order (see the module
-/// documentation).
+/// documentation); a request for an order decided before moves nothing and reports that
+/// decision ([`ChargeOutcome::AlreadyDecided`]), whatever total the request names.
 ///
 /// A customer without an account is not charged: the charge fails with
 /// [`no_account`](crate::ledger::no_account) and no account is opened, because only an operator
@@ -173,8 +183,8 @@ pub async fn charge<C: ConnectionTrait + TransactionTrait>(
     demo_balance: Money,
 ) -> Result<ChargeOutcome, DbErr> {
     let (order_id, customer_id) = (request.order_id, request.customer_id);
-    if let Some(status) = status_of(db, order_id).await? {
-        return Ok(ChargeOutcome::AlreadyDecided(status));
+    if let Some(earlier) = charge_decision(db, order_id).await? {
+        return Ok(ChargeOutcome::AlreadyDecided(earlier));
     }
     if let Some(available) = lock_balance(db, customer_id).await? {
         return decide(db, request, Some(available)).await;
@@ -266,10 +276,10 @@ async fn decide<C: ConnectionTrait>(
     }
     // Another decision for the order came first (a redelivery, another message about the same
     // order, or a refund's tombstone): nothing was moved; answer with that decision.
-    let status = status_of(db, order_id)
+    let earlier = charge_decision(db, order_id)
         .await?
         .ok_or_else(|| corrupt(order_id, "no payment after a conflicting insert"))?;
-    Ok(ChargeOutcome::AlreadyDecided(status))
+    Ok(ChargeOutcome::AlreadyDecided(earlier))
 }
 
 /// Gives the order's charge back; answers again if it was given back before; leaves a

@@ -2,12 +2,15 @@
 //!
 //! One edge per row, labelled `Event / effects`. The initial state gets an edge from the start
 //! marker labelled with the start effects; terminal states get an edge to the end marker (Mermaid)
-//! or a double border (DOT). `ignored` pairs are not drawn: they change nothing.
+//! or a double border (DOT). `ignored` pairs are not drawn: they change nothing. Each deadline is
+//! a note on its first state (Mermaid `note right of`, DOT `xlabel`): `Event after 30 s`, plus the
+//! other states sharing its timer. Confirmations are not drawn: they add no edge.
 
 use core::fmt::Write as _;
 
 use crate::table::edge_label;
-use crate::{Label, Table};
+use crate::timer::human_duration;
+use crate::{Deadline, Label, Table};
 
 impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
     /// The table as a Mermaid `stateDiagram-v2`, ready to paste into Markdown.
@@ -32,6 +35,17 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
         for state in self.terminal {
             let _ = writeln!(text, "    {} --> [*]", state.name());
         }
+        for deadline in self.deadlines {
+            let Some(first) = deadline.states.first() else {
+                continue;
+            };
+            let _ = writeln!(
+                text,
+                "    note right of {} : {}",
+                first.name(),
+                deadline_note(deadline)
+            );
+        }
         text
     }
 
@@ -44,6 +58,17 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
         text.push_str("    \"[*]\" [shape=point];\n");
         for state in self.terminal {
             let _ = writeln!(text, "    \"{}\" [peripheries=2];", state.name());
+        }
+        for deadline in self.deadlines {
+            let Some(first) = deadline.states.first() else {
+                continue;
+            };
+            let _ = writeln!(
+                text,
+                "    \"{}\" [xlabel=\"{}\"];",
+                first.name(),
+                escape_dot(&deadline_note(deadline))
+            );
         }
         let _ = writeln!(
             text,
@@ -63,6 +88,26 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
         text.push_str("}\n");
         text
     }
+}
+
+/// `DeadlinePassed after 30 s (timer shared with Reserved)`: a one-line Mermaid note
+/// (`note right of State : text`, ended by the line's end) of label names, digits and parentheses.
+fn deadline_note<S: Label, E: Label>(deadline: &Deadline<'_, S, E>) -> String {
+    let mut note = format!(
+        "{} after {}",
+        deadline.event.name(),
+        human_duration(deadline.after)
+    );
+    let others: Vec<&str> = deadline
+        .states
+        .iter()
+        .skip(1)
+        .map(|state| state.name())
+        .collect();
+    if !others.is_empty() {
+        let _ = write!(note, " (timer shared with {})", others.join(", "));
+    }
+    note
 }
 
 fn escape_dot(text: &str) -> String {

@@ -1,6 +1,6 @@
 //! The transition table and the pure `step` function.
 
-use crate::Label;
+use crate::{Confirmation, Deadline, Label};
 
 /// One row of a transition table: in state `from`, on `event`, go to `to` and emit `effects`.
 ///
@@ -72,6 +72,12 @@ pub struct Table<'a, S, E, F> {
     /// `(state, event)` pairs that change nothing: redeliveries of events already applied, and
     /// events the saga has moved past (a deadline that fires after payment succeeded).
     pub ignored: &'a [(S, E)],
+    /// Timers: which states time out, after how long, with which event. Empty for a saga that
+    /// never times out.
+    pub deadlines: &'a [Deadline<'a, S, E>],
+    /// Which events confirm which effects. An effect listed here is re-sent by the runtime until
+    /// confirmed; one not listed is sent once.
+    pub confirmations: &'a [Confirmation<'a, E, F>],
 }
 
 /// What [`Table::step`] decided for one event.
@@ -166,8 +172,8 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
         self.terminal.contains(&state)
     }
 
-    /// States in which `event` moves the saga, in declaration order. A deadline sweeper uses it
-    /// to find the states whose instances a `DeadlinePassed`-like event would move.
+    /// States in which `event` moves the saga, in declaration order. A sweeper that predates
+    /// [`Table::deadlines`] uses it to find the instances a `DeadlinePassed`-like event would move.
     pub fn states_moved_by(&self, event: E) -> Vec<S> {
         S::ALL
             .iter()

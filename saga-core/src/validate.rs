@@ -1,112 +1,6 @@
 //! Definition-time checks of a transition table.
 
-use core::fmt;
-
-use crate::{Label, Row, Table};
-
-/// One defect of a saga definition, found by [`Table::validate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DefinitionError<S, E> {
-    /// The table declares no terminal state, so no instance can ever finish.
-    NoTerminalState,
-    /// Two decisions (rows, or a row and an `ignored` entry) for one `(state, event)` pair.
-    DuplicateDecision {
-        /// The state.
-        state: S,
-        /// The event decided twice in it.
-        event: E,
-    },
-    /// A row leads out of a terminal state.
-    TerminalStateLeft {
-        /// The terminal state.
-        state: S,
-        /// The event of the offending row.
-        event: E,
-        /// Where the row leads.
-        to: S,
-    },
-    /// A row that stays in its state and emits nothing: it belongs in `ignored`.
-    SelfLoopWithoutEffects {
-        /// The state.
-        state: S,
-        /// The event.
-        event: E,
-    },
-    /// No sequence of events leads from the initial state to this state.
-    Unreachable {
-        /// The unreachable state.
-        state: S,
-    },
-    /// A non-terminal state from which no terminal state can be reached: instances there are
-    /// stuck for ever.
-    NoPathToTerminal {
-        /// The trapping state.
-        state: S,
-    },
-}
-
-impl<S: Label, E: Label> fmt::Display for DefinitionError<S, E> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            DefinitionError::NoTerminalState => {
-                formatter.write_str("the table declares no terminal state")
-            }
-            DefinitionError::DuplicateDecision { state, event } => write!(
-                formatter,
-                "state {} decides event {} more than once",
-                state.name(),
-                event.name()
-            ),
-            DefinitionError::TerminalStateLeft { state, event, to } => write!(
-                formatter,
-                "terminal state {} is left on event {} (to {})",
-                state.name(),
-                event.name(),
-                to.name()
-            ),
-            DefinitionError::SelfLoopWithoutEffects { state, event } => write!(
-                formatter,
-                "row {} --{}--> {} changes nothing; list the pair in `ignored` instead",
-                state.name(),
-                event.name(),
-                state.name()
-            ),
-            DefinitionError::Unreachable { state } => write!(
-                formatter,
-                "state {} is unreachable from the initial state",
-                state.name()
-            ),
-            DefinitionError::NoPathToTerminal { state } => write!(
-                formatter,
-                "no terminal state is reachable from non-terminal state {}",
-                state.name()
-            ),
-        }
-    }
-}
-
-impl<S: Label, E: Label> std::error::Error for DefinitionError<S, E> {}
-
-/// Every defect [`Table::validate`] found, in a stable order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidTable<S, E> {
-    /// The table's name.
-    pub table: String,
-    /// The defects, sorted.
-    pub errors: Vec<DefinitionError<S, E>>,
-}
-
-impl<S: Label, E: Label> fmt::Display for InvalidTable<S, E> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "saga table `{}` is invalid:", self.table)?;
-        for error in &self.errors {
-            write!(formatter, "\n  - {error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl<S: Label, E: Label> std::error::Error for InvalidTable<S, E> {}
+use crate::{DefinitionError, InvalidTable, Label, Outcome, Row, Table};
 
 impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
     /// Checks the definition and reports every defect at once.
@@ -114,7 +8,14 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
     /// Rejected: no terminal state; two decisions for one `(state, event)`; a row leaving a
     /// terminal state; a self-loop row without effects; a state (of `S::ALL`) unreachable from
     /// the initial state; a non-terminal state from which no terminal state is reachable.
-    pub fn validate(&self) -> Result<(), InvalidTable<S, E>> {
+    ///
+    /// Deadlines: one without states; a state in two deadlines; a terminal state in one; a
+    /// deadline whose event, in one of its states, is not a transition out of its states.
+    ///
+    /// Confirmations: two for one effect; one without events; and, for every confirmed effect, a
+    /// state where it can still be outstanding (reached from where it is emitted without one of
+    /// its confirming events) that does not decide one of its confirming events.
+    pub fn validate(&self) -> Result<(), InvalidTable<S, E, F>> {
         let mut errors = Vec::new();
         if self.terminal.is_empty() {
             errors.push(DefinitionError::NoTerminalState);
@@ -145,6 +46,8 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
                 errors.push(DefinitionError::NoPathToTerminal { state });
             }
         }
+        errors.extend(self.deadline_defects());
+        errors.extend(self.confirmation_defects());
         if errors.is_empty() {
             return Ok(());
         }
@@ -156,7 +59,7 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
         })
     }
 
-    fn duplicate_decisions(&self) -> Vec<DefinitionError<S, E>> {
+    fn duplicate_decisions(&self) -> Vec<DefinitionError<S, E, F>> {
         let mut decided: Vec<(S, E)> = self
             .rows
             .iter()
@@ -164,7 +67,7 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
             .chain(self.ignored.iter().copied())
             .collect();
         decided.sort();
-        let mut duplicates: Vec<DefinitionError<S, E>> = decided
+        let mut duplicates: Vec<DefinitionError<S, E, F>> = decided
             .windows(2)
             .filter(|pair| pair[0] == pair[1])
             .map(|pair| DefinitionError::DuplicateDecision {
@@ -174,6 +77,80 @@ impl<'a, S: Label, E: Label, F: Label> Table<'a, S, E, F> {
             .collect();
         duplicates.dedup();
         duplicates
+    }
+
+    fn deadline_defects(&self) -> Vec<DefinitionError<S, E, F>> {
+        let mut errors = Vec::new();
+        for (index, deadline) in self.deadlines.iter().enumerate() {
+            if deadline.states.is_empty() {
+                errors.push(DefinitionError::DeadlineWithoutStates {
+                    deadline: index,
+                    event: deadline.event,
+                });
+            }
+            for &state in deadline.states {
+                if self.is_terminal(state) {
+                    errors.push(DefinitionError::TerminalStateWithDeadline { state });
+                }
+                let leaves = match self.step(state, deadline.event) {
+                    Outcome::Transition { to, .. } => !deadline.states.contains(&to),
+                    Outcome::Compensate { .. }
+                    | Outcome::Duplicate { .. }
+                    | Outcome::Invalid { .. } => false,
+                };
+                if !leaves {
+                    errors.push(DefinitionError::DeadlineDoesNotLeave {
+                        state,
+                        event: deadline.event,
+                    });
+                }
+            }
+        }
+        for &state in S::ALL {
+            let groups = self
+                .deadlines
+                .iter()
+                .filter(|deadline| deadline.states.contains(&state))
+                .count();
+            if groups > 1 {
+                errors.push(DefinitionError::StateInTwoDeadlines { state });
+            }
+        }
+        errors
+    }
+
+    fn confirmation_defects(&self) -> Vec<DefinitionError<S, E, F>> {
+        let mut errors = Vec::new();
+        for (index, confirmation) in self.confirmations.iter().enumerate() {
+            let effect = confirmation.effect;
+            if confirmation.by.is_empty() {
+                errors.push(DefinitionError::ConfirmationWithoutEvents { effect });
+            }
+            let listed_before = self.confirmations[..index]
+                .iter()
+                .any(|earlier| earlier.effect == effect);
+            if listed_before {
+                errors.push(DefinitionError::DuplicateConfirmation { effect });
+                // The rule that counts (the first) is checked below; this one never applies.
+                continue;
+            }
+            let outstanding = self.outstanding_states(effect);
+            for (state_index, &state) in S::ALL.iter().enumerate() {
+                if !outstanding[state_index] {
+                    continue;
+                }
+                for &event in confirmation.by {
+                    if matches!(self.step(state, event), Outcome::Invalid { .. }) {
+                        errors.push(DefinitionError::ConfirmationUndecided {
+                            effect,
+                            state,
+                            event,
+                        });
+                    }
+                }
+            }
+        }
+        errors
     }
 
     /// `reachable[i]` tells whether `S::ALL[i]` can be reached from the initial state.

@@ -1,15 +1,26 @@
-//! Property 3, model-based: the order saga together with small pure models of inventory and
-//! payment, over a network that delivers every message at least once, duplicated and in any
-//! order, with deadlines firing at arbitrary moments. Proptest chooses the schedule; at
-//! quiescence no order is stuck, no stock and no money leaks.
+//! Property 3, model-based: the order saga, run as the runtime runs it, together with small pure
+//! models of inventory and payment, over a network that duplicates, reorders and LOSES messages
+//! (any message, any number of times). The runtime's part is modelled from the table alone: every
+//! effect with a `Confirmation` is outstanding from its emission until a confirming event is
+//! applied and may be re-sent (a new copy) any number of times meanwhile; the timer follows
+//! `Table::timer_after` and fires only while armed; the customer may ask to cancel at any moment.
+//! Proptest chooses the schedule; once loss stops and the re-sends get through, every order is
+//! terminal with nothing outstanding, no stock or money leaks, nobody is charged twice, and a
+//! charge after cancellation happens only when it outran the pre-emptive refund request.
 
 // Test helpers outside `#[test]` functions may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use saga_core::Outcome;
 use saga_core::order::{ORDER_SAGA, OrderEffect, OrderEvent, OrderState};
+use saga_core::{Deadline, Outcome, TimerChange};
+
+#[path = "model/participants.rs"]
+mod participants;
+
+#[path = "model/schedules.rs"]
+mod schedules;
 
 /// A message in flight, addressed to one participant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +50,10 @@ enum Reservation {
     None,
     Held,
     Committed,
+    /// Held, then released.
     Released,
+    /// Released before anything was held: a late reservation request holds nothing.
+    Tombstone,
     Failed,
 }
 
@@ -49,12 +63,20 @@ enum Payment {
     Charged,
     Refunded,
     Failed,
+    /// Refunded before anything was charged: a late charge request charges nothing.
+    Tombstone,
 }
 
-/// Everything the participants did, and every rule they saw broken.
+type OrderDeadline = Deadline<'static, OrderState, OrderEvent>;
+
+/// Everything the saga, its runtime and the participants did, and every rule they saw broken.
 #[derive(Debug)]
 struct World {
     saga: OrderState,
+    /// The runtime's timer, as `timer_after` set it.
+    timer: Option<&'static OrderDeadline>,
+    /// Effects awaiting confirmation (the runtime's table of outstanding effects).
+    outstanding: Vec<OrderEffect>,
     stock_suffices: bool,
     funds_suffice: bool,
     reservation: Reservation,
@@ -64,16 +86,36 @@ struct World {
     releases: u32,
     charges: u32,
     refunds: u32,
+    /// Charges made while the saga was already cancelled (each then refunded).
+    late_charges: u32,
+    /// Whether the saga ever asked for a refund, and whether a request reached payment.
+    refund_requested: bool,
+    refund_reached_payment: bool,
+    /// Cancellation requests the API refused (409): the order was paid or completed.
+    cancellations_refused: u32,
     announced_completed: u32,
     announced_cancelled: u32,
     in_flight: Vec<Message>,
     violations: Vec<String>,
 }
 
+fn message_for(effect: OrderEffect) -> Option<Message> {
+    match effect {
+        OrderEffect::ReserveStock => Some(Message::Inventory(InventoryCommand::Reserve)),
+        OrderEffect::CommitStock => Some(Message::Inventory(InventoryCommand::Commit)),
+        OrderEffect::ReleaseStock => Some(Message::Inventory(InventoryCommand::Release)),
+        OrderEffect::RefundPayment => Some(Message::Payment(PaymentCommand::Refund)),
+        // Announcements leave the system: the model counts what the saga emitted.
+        OrderEffect::AnnounceCompleted | OrderEffect::AnnounceCancelled => None,
+    }
+}
+
 impl World {
     fn new(stock_suffices: bool, funds_suffice: bool) -> Self {
         let mut world = World {
             saga: ORDER_SAGA.initial,
+            timer: None,
+            outstanding: Vec::new(),
             stock_suffices,
             funds_suffice,
             reservation: Reservation::None,
@@ -83,32 +125,53 @@ impl World {
             releases: 0,
             charges: 0,
             refunds: 0,
+            late_charges: 0,
+            refund_requested: false,
+            refund_reached_payment: false,
+            cancellations_refused: 0,
             announced_completed: 0,
             announced_cancelled: 0,
             in_flight: Vec::new(),
             violations: Vec::new(),
         };
+        world.change_timer(ORDER_SAGA.timer_after(None, ORDER_SAGA.initial));
         world.emit(ORDER_SAGA.start_effects);
         world
     }
 
+    fn change_timer(&mut self, change: TimerChange<'static, OrderState, OrderEvent>) {
+        match change {
+            TimerChange::Keep => {}
+            TimerChange::Arm(deadline) => self.timer = Some(deadline),
+            TimerChange::Clear => self.timer = None,
+        }
+    }
+
     fn emit(&mut self, effects: &[OrderEffect]) {
         for &effect in effects {
-            let message = match effect {
-                OrderEffect::ReserveStock => Message::Inventory(InventoryCommand::Reserve),
-                OrderEffect::CommitStock => Message::Inventory(InventoryCommand::Commit),
-                OrderEffect::ReleaseStock => Message::Inventory(InventoryCommand::Release),
-                OrderEffect::RefundPayment => Message::Payment(PaymentCommand::Refund),
-                // Announcements leave the system: the model counts what the saga emitted.
-                OrderEffect::AnnounceCompleted => {
-                    self.announced_completed += 1;
-                    continue;
-                }
-                OrderEffect::AnnounceCancelled => {
-                    self.announced_cancelled += 1;
-                    continue;
-                }
-            };
+            match effect {
+                OrderEffect::AnnounceCompleted => self.announced_completed += 1,
+                OrderEffect::AnnounceCancelled => self.announced_cancelled += 1,
+                OrderEffect::RefundPayment => self.refund_requested = true,
+                _ => {}
+            }
+            let confirmed = ORDER_SAGA.confirmation_of(effect).is_some();
+            if confirmed && !self.outstanding.contains(&effect) {
+                self.outstanding.push(effect);
+            }
+            if let Some(message) = message_for(effect) {
+                self.in_flight.push(message);
+            }
+        }
+    }
+
+    /// The runtime re-sends an outstanding effect: a new copy of its command.
+    fn resend(&mut self, pick: usize) {
+        if self.outstanding.is_empty() {
+            return;
+        }
+        let effect = self.outstanding[pick % self.outstanding.len()];
+        if let Some(message) = message_for(effect) {
             self.in_flight.push(message);
         }
     }
@@ -121,115 +184,78 @@ impl World {
         }
     }
 
+    /// The runtime applies `event`: step, confirm, move the timer, emit.
     fn saga_hears(&mut self, event: OrderEvent) {
         let outcome = ORDER_SAGA.step(self.saga, event);
         if let Outcome::Invalid { state } = outcome {
             self.violations.push(format!(
                 "saga got {event:?} in {state:?}, which it cannot decide"
             ));
+            return;
+        }
+        self.apply(event, outcome);
+    }
+
+    fn apply(&mut self, event: OrderEvent, outcome: Outcome<'static, OrderState, OrderEffect>) {
+        let confirmed = ORDER_SAGA.confirmed_by(event);
+        self.outstanding
+            .retain(|effect| !confirmed.contains(effect));
+        if let Outcome::Transition { from, to, .. } = outcome {
+            self.change_timer(ORDER_SAGA.timer_after(Some(from), to));
         }
         self.saga = outcome.state();
         self.emit(outcome.effects());
     }
 
-    /// Inventory: reserves all or nothing once, commits or releases what it holds; releasing
-    /// an absent reservation leaves a tombstone so that a late reserve request holds nothing.
-    fn inventory_hears(&mut self, command: InventoryCommand) {
-        use InventoryCommand::*;
-        use Reservation as R;
-        match (command, self.reservation) {
-            (Reserve, R::None) if self.stock_suffices => {
-                self.reservation = R::Held;
-                self.reservations_made += 1;
-                // StockReserved fans out to both subscribers: the saga and payment.
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::StockReserved));
-                self.in_flight
-                    .push(Message::Payment(PaymentCommand::Charge));
-            }
-            (Reserve, R::None) => {
-                self.reservation = R::Failed;
-                self.in_flight.push(Message::Saga(OrderEvent::StockFailed));
-            }
-            (Reserve, _) => {}
-            (Commit, R::Held) => {
-                self.reservation = R::Committed;
-                self.commits += 1;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::StockCommitted));
-            }
-            (Commit, R::Committed) => self
-                .in_flight
-                .push(Message::Saga(OrderEvent::StockCommitted)),
-            (Commit, other) => self
-                .violations
-                .push(format!("commit asked of a {other:?} reservation")),
-            (Release, R::Held) => {
-                self.reservation = R::Released;
-                self.releases += 1;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::StockReleased));
-            }
-            (Release, R::Committed) => self
-                .violations
-                .push("release asked of committed stock".into()),
-            (Release, R::None) => {
-                self.reservation = R::Released;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::StockReleased));
-            }
-            (Release, R::Released | R::Failed) => {
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::StockReleased));
-            }
+    /// The sweeper: fires the armed timer's event (only while one is armed).
+    fn timer_fires(&mut self) {
+        if let Some(deadline) = self.timer {
+            self.saga_hears(deadline.event);
         }
     }
 
-    /// Payment: charges once per order, refunds what it charged.
-    fn payment_hears(&mut self, command: PaymentCommand) {
-        use PaymentCommand::*;
-        match (command, self.payment) {
-            (Charge, Payment::None) if self.funds_suffice => {
-                self.payment = Payment::Charged;
-                self.charges += 1;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::PaymentSucceeded));
-            }
-            (Charge, Payment::None) => {
-                self.payment = Payment::Failed;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::PaymentFailed));
-            }
-            (Charge, _) => {}
-            (Refund, Payment::Charged) => {
-                self.payment = Payment::Refunded;
-                self.refunds += 1;
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::PaymentRefunded));
-            }
-            (Refund, Payment::Refunded) => {
-                self.in_flight
-                    .push(Message::Saga(OrderEvent::PaymentRefunded));
-            }
-            (Refund, other) => self
+    /// `POST /orders/{id}/cancel`: the API steps the table; no decision is a 409, which is the
+    /// right answer for a paid or completed order and a bug anywhere else.
+    fn customer_cancels(&mut self) {
+        let outcome = ORDER_SAGA.step(self.saga, OrderEvent::CancelRequested);
+        match outcome {
+            Outcome::Invalid {
+                state: OrderState::Paid | OrderState::Completed,
+            } => self.cancellations_refused += 1,
+            Outcome::Invalid { state } => self
                 .violations
-                .push(format!("refund asked of a {other:?} payment")),
+                .push(format!("cancellation refused in {state:?}")),
+            _ => self.apply(OrderEvent::CancelRequested, outcome),
         }
     }
 
-    /// Delivers everything still in flight, oldest first; when the network is empty and the
-    /// saga still waits, its deadline fires (the sweeper). Bounded, to report livelocks.
+    /// Loss has stopped: delivers everything in flight, oldest first; when the network is empty,
+    /// the runtime re-sends what is outstanding, else the armed timer fires. Bounded, to report
+    /// livelocks.
     fn run_to_quiescence(&mut self) {
         for _ in 0..1_000 {
-            if self.in_flight.is_empty() {
-                if ORDER_SAGA.is_terminal(self.saga) {
-                    return;
-                }
-                self.saga_hears(OrderEvent::DeadlinePassed);
+            if !self.in_flight.is_empty() {
+                let message = self.in_flight.remove(0);
+                self.deliver(message);
                 continue;
             }
-            let message = self.in_flight.remove(0);
-            self.deliver(message);
+            if !self.outstanding.is_empty() {
+                for pick in 0..self.outstanding.len() {
+                    self.resend(pick);
+                }
+                continue;
+            }
+            if self.timer.is_some() {
+                self.timer_fires();
+                continue;
+            }
+            if !ORDER_SAGA.is_terminal(self.saga) {
+                self.violations.push(format!(
+                    "{:?} waits with no timer and nothing outstanding",
+                    self.saga
+                ));
+            }
+            return;
         }
         self.violations
             .push("no quiescence after 1,000 deliveries".into());
@@ -242,15 +268,28 @@ enum Step {
     /// Deliver the in-flight message at `pick % len`; keep a copy of it in flight if
     /// `duplicate` (the broker redelivers it later).
     Deliver { pick: usize, duplicate: bool },
-    /// The deadline sweeper fires now, whatever the saga's state (it may race a transition).
-    Deadline,
+    /// The message at `pick % len` is lost for good.
+    Lose { pick: usize },
+    /// The runtime re-sends the outstanding effect at `pick % len`.
+    Resend { pick: usize },
+    /// The sweeper fires the armed timer, if any.
+    Timer,
+    /// A sweeper that claimed the instance just before its step committed delivers the
+    /// deadline's event late, in a state that has no timer (any other state has one).
+    LateTimer,
+    /// The customer asks to cancel.
+    Cancel,
 }
 
 fn any_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         8 => (any::<usize>(), prop::bool::weighted(0.25))
             .prop_map(|(pick, duplicate)| Step::Deliver { pick, duplicate }),
-        1 => Just(Step::Deadline),
+        2 => any::<usize>().prop_map(|pick| Step::Lose { pick }),
+        2 => any::<usize>().prop_map(|pick| Step::Resend { pick }),
+        1 => Just(Step::Timer),
+        1 => Just(Step::LateTimer),
+        1 => Just(Step::Cancel),
     ]
 }
 
@@ -258,8 +297,7 @@ fn run(stock_suffices: bool, funds_suffice: bool, schedule: &[Step]) -> World {
     let mut world = World::new(stock_suffices, funds_suffice);
     for &step in schedule {
         match step {
-            Step::Deadline => world.saga_hears(OrderEvent::DeadlinePassed),
-            Step::Deliver { .. } if world.in_flight.is_empty() => {}
+            Step::Deliver { .. } | Step::Lose { .. } if world.in_flight.is_empty() => {}
             Step::Deliver { pick, duplicate } => {
                 let index = pick % world.in_flight.len();
                 let message = if duplicate {
@@ -269,6 +307,17 @@ fn run(stock_suffices: bool, funds_suffice: bool, schedule: &[Step]) -> World {
                 };
                 world.deliver(message);
             }
+            Step::Lose { pick } => {
+                let index = pick % world.in_flight.len();
+                world.in_flight.remove(index);
+            }
+            Step::Resend { pick } => world.resend(pick),
+            Step::Timer => world.timer_fires(),
+            Step::LateTimer if world.timer.is_none() => {
+                world.saga_hears(OrderEvent::DeadlinePassed);
+            }
+            Step::LateTimer => {}
+            Step::Cancel => world.customer_cancels(),
         }
     }
     world.run_to_quiescence();
@@ -286,6 +335,13 @@ fn check(world: &World) -> Result<(), TestCaseError> {
         "stuck in {:?}",
         world.saga
     );
+    prop_assert!(
+        world.outstanding.is_empty(),
+        "unconfirmed: {:?}",
+        world.outstanding
+    );
+    prop_assert!(world.timer.is_none(), "a finished order keeps a timer");
+    prop_assert!(world.charges <= 1, "charged {} times", world.charges);
     match world.saga {
         OrderState::Completed => {
             prop_assert_eq!(world.reservation, Reservation::Committed);
@@ -317,61 +373,8 @@ proptest! {
     fn no_order_is_stuck_and_nothing_leaks_under_any_schedule(
         stock_suffices in any::<bool>(),
         funds_suffice in any::<bool>(),
-        schedule in vec(any_step(), 0..80),
+        schedule in vec(any_step(), 0..100),
     ) {
         check(&run(stock_suffices, funds_suffice, &schedule))?;
     }
-}
-
-/// Without deadlines or failures, delivery in order completes the order: the model is not
-/// trivially satisfied by cancelling everything.
-#[test]
-fn a_calm_network_completes_the_order() {
-    let world = run(true, true, &[]);
-    assert_eq!(world.saga, OrderState::Completed);
-    assert_eq!((world.commits, world.charges), (1, 1));
-}
-
-/// Table-driven outcomes the model must reach on a calm network.
-#[test]
-fn calm_outcomes_match_the_participants_answers() {
-    let cases = [
-        (true, true, OrderState::Completed),
-        (false, true, OrderState::Cancelled),
-        (true, false, OrderState::Cancelled),
-        (false, false, OrderState::Cancelled),
-    ];
-    for (stock_suffices, funds_suffice, expected) in cases {
-        let world = run(stock_suffices, funds_suffice, &[]);
-        assert_eq!(
-            world.saga, expected,
-            "stock {stock_suffices}, funds {funds_suffice}"
-        );
-        check(&world).unwrap();
-    }
-}
-
-/// The schedule the issue names: the deadline cancels a reserved order, then payment's late
-/// success arrives and must be refunded.
-#[test]
-fn a_late_charge_after_the_deadline_is_refunded() {
-    // Reserve; deliver StockReserved to the saga; fire the deadline; then let payment charge.
-    let world = run(
-        true,
-        true,
-        &[
-            Step::Deliver {
-                pick: 0,
-                duplicate: false,
-            }, // inventory reserves
-            Step::Deliver {
-                pick: 0,
-                duplicate: false,
-            }, // saga: Pending -> Reserved
-            Step::Deadline, // Reserved -> Cancelled, release
-        ],
-    );
-    assert_eq!(world.saga, OrderState::Cancelled);
-    assert_eq!((world.charges, world.refunds), (1, 1));
-    assert_eq!((world.reservations_made, world.releases), (1, 1));
 }

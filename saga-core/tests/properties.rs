@@ -1,18 +1,38 @@
 //! Property tests of the generic engine and of the order table: stepping, absorption,
-//! validation (against an independent oracle and against injected defects) and diagram export.
+//! validation (against an independent oracle and against injected defects), timers,
+//! confirmations and diagram export. The oracle, the order table's defects and the timer and
+//! confirmation properties live in `tests/properties/`.
 
 // Test helpers outside `#[test]` functions may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
 
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
 use saga_core::order::{ORDER_SAGA, OrderEffect, OrderEvent, OrderState};
-use saga_core::{DefinitionError, Label, Outcome, Row, Table, labels};
+use saga_core::{Confirmation, Deadline, DefinitionError, Label, Outcome, Row, Table, labels};
 
 #[path = "../examples/trip_booking.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod trip_booking;
+
+#[path = "properties/oracle.rs"]
+mod oracle;
+
+#[path = "properties/order_defects.rs"]
+mod order_defects;
+
+#[path = "properties/timers.rs"]
+mod timers;
+
+#[path = "properties/diagrams.rs"]
+mod diagrams;
+
+use diagrams::check_diagrams;
+
+use oracle::oracle;
 
 labels! { enum S { S0, S1, S2, S3, S4, S5 } }
 labels! { enum E { E0, E1, E2, E3 } }
@@ -22,14 +42,22 @@ fn any_label<L: Label>() -> impl Strategy<Value = L> {
     select(L::ALL)
 }
 
+/// A `'static` slice of `items`, so that generated rows, deadlines and confirmations stay `Copy`
+/// (tests may leak).
+fn leak<T>(items: Vec<T>) -> &'static [T] {
+    Vec::leak(items)
+}
+
 /// An owned table, so that proptest can generate and shrink it; `table()` borrows it as a
-/// `Table`. Effects are leaked into `'static` slices to keep the rows `Copy`.
+/// `Table`. Effects, deadline states and confirming events are leaked into `'static` slices.
 #[derive(Clone, Debug)]
 struct OwnedTable {
     initial: S,
     terminal: Vec<S>,
     rows: Vec<Row<'static, S, E, F>>,
     ignored: Vec<(S, E)>,
+    deadlines: Vec<Deadline<'static, S, E>>,
+    confirmations: Vec<Confirmation<'static, E, F>>,
 }
 
 impl OwnedTable {
@@ -41,12 +69,30 @@ impl OwnedTable {
             terminal: &self.terminal,
             rows: &self.rows,
             ignored: &self.ignored,
+            deadlines: &self.deadlines,
+            confirmations: &self.confirmations,
         }
     }
 }
 
 fn any_effects() -> impl Strategy<Value = &'static [F]> {
-    vec(any_label::<F>(), 0..3).prop_map(|effects| &*Vec::leak(effects))
+    vec(any_label::<F>(), 0..3).prop_map(leak)
+}
+
+fn any_deadline() -> impl Strategy<Value = Deadline<'static, S, E>> {
+    (
+        vec(any_label::<S>(), 0..3).prop_map(leak),
+        1..120u64,
+        any_label::<E>(),
+    )
+        .prop_map(|(states, seconds, event)| {
+            Deadline::new(states, Duration::from_secs(seconds), event)
+        })
+}
+
+fn any_confirmation() -> impl Strategy<Value = Confirmation<'static, E, F>> {
+    (any_label::<F>(), vec(any_label::<E>(), 0..3).prop_map(leak))
+        .prop_map(|(effect, by)| Confirmation::new(effect, by))
 }
 
 fn any_row() -> impl Strategy<Value = Row<'static, S, E, F>> {
@@ -66,13 +112,19 @@ fn any_table() -> impl Strategy<Value = OwnedTable> {
         btree_set(any_label::<S>(), 0..3),
         vec(any_row(), 0..24),
         vec((any_label::<S>(), any_label::<E>()), 0..8),
+        vec(any_deadline(), 0..3),
+        vec(any_confirmation(), 0..4),
     )
-        .prop_map(|(initial, terminal, rows, ignored)| OwnedTable {
-            initial,
-            terminal: terminal.into_iter().collect(),
-            rows,
-            ignored,
-        })
+        .prop_map(
+            |(initial, terminal, rows, ignored, deadlines, confirmations)| OwnedTable {
+                initial,
+                terminal: terminal.into_iter().collect(),
+                rows,
+                ignored,
+                deadlines,
+                confirmations,
+            },
+        )
 }
 
 /// Tables whose `(state, event)` decisions are unique, so that every row draws a distinct edge.
@@ -87,16 +139,24 @@ fn any_table_with_unique_decisions() -> impl Strategy<Value = OwnedTable> {
 
 /// Tables that validate by construction: states in a random order, each reached from one of
 /// the two before it, the last one or two terminal, every non-terminal state given a row into a
-/// terminal one; then extra rows and ignored pairs that cannot break any rule.
+/// terminal one; then extra rows and ignored pairs that cannot break any rule; then deadlines
+/// (per event, a random group of non-terminal states whose rows on it lead out of the group) and
+/// confirmations (random non-empty event sets, each made decided, by an `ignored` pair, wherever
+/// its effect can be outstanding).
 fn any_valid_table() -> impl Strategy<Value = OwnedTable> {
     (
-        Just(S::ALL.to_vec()).prop_shuffle(),
-        1..=2usize,
-        vec(any::<usize>(), S::ALL.len() * 2),
-        vec((any::<usize>(), any_label::<S>(), any_effects()), 0..12),
-        vec((any_label::<S>(), any_label::<E>()), 0..8),
+        (
+            Just(S::ALL.to_vec()).prop_shuffle(),
+            1..=2usize,
+            vec(any::<usize>(), S::ALL.len() * 2),
+            vec((any::<usize>(), any_label::<S>(), any_effects()), 0..12),
+            vec((any_label::<S>(), any_label::<E>()), 0..8),
+        ),
+        vec(any::<u8>(), E::ALL.len()),
+        vec(any::<u8>(), F::ALL.len()),
     )
-        .prop_map(|(order, terminal_count, choices, extras, candidates)| {
+        .prop_map(|(shape, deadline_masks, confirmation_masks)| {
+            let (order, terminal_count, choices, extras, candidates) = shape;
             let first_terminal = order.len() - terminal_count;
             let terminal = order[first_terminal..].to_vec();
             let mut decided = std::collections::BTreeSet::new();
@@ -138,94 +198,84 @@ fn any_valid_table() -> impl Strategy<Value = OwnedTable> {
                     ignored.push(pair);
                 }
             }
-            OwnedTable {
+            let deadlines = valid_deadlines(&rows, &terminal, &deadline_masks);
+            let mut owned = OwnedTable {
                 initial: order[0],
                 terminal,
                 rows,
                 ignored,
+                deadlines,
+                confirmations: Vec::new(),
+            };
+            for (&effect, &mask) in F::ALL.iter().zip(&confirmation_masks) {
+                let by: Vec<E> = events_in(mask);
+                if by.is_empty() {
+                    continue;
+                }
+                let undecided: Vec<(S, E)> = oracle::outstanding(&owned.table(), effect, &by)
+                    .into_iter()
+                    .flat_map(|state| by.iter().map(move |&event| (state, event)))
+                    .filter(|&(state, event)| !oracle::decides(&owned.table(), state, event))
+                    .collect();
+                owned.ignored.extend(undecided);
+                owned
+                    .confirmations
+                    .push(Confirmation::new(effect, leak(by)));
             }
+            owned
         })
 }
 
-/// The defects of a table, computed independently of `Table::validate`: reachability by a
-/// Floyd–Warshall transitive closure instead of a graph search, duplicates by counting.
-fn oracle(owned: &OwnedTable) -> Vec<DefinitionError<S, E>> {
-    let index = |state: S| {
-        S::ALL
-            .iter()
-            .position(|&s| s == state)
-            .unwrap_or(usize::MAX)
-    };
-    let count = S::ALL.len();
-    let mut reach = vec![vec![false; count]; count];
-    for (i, row) in reach.iter_mut().enumerate() {
-        row[i] = true;
-    }
-    for row in &owned.rows {
-        reach[index(row.from)][index(row.to)] = true;
-    }
-    for k in 0..count {
-        for i in 0..count {
-            for j in 0..count {
-                if reach[i][k] && reach[k][j] {
-                    reach[i][j] = true;
-                }
-            }
-        }
-    }
-    let mut errors = Vec::new();
-    if owned.terminal.is_empty() {
-        errors.push(DefinitionError::NoTerminalState);
-    }
-    let decisions: Vec<(S, E)> = owned
-        .rows
+/// The events whose bit is set in `mask` (bit `i` for `E::ALL[i]`).
+fn events_in(mask: u8) -> Vec<E> {
+    E::ALL
         .iter()
-        .map(|row| (row.from, row.event))
-        .chain(owned.ignored.iter().copied())
-        .collect();
-    for &(state, event) in &decisions {
-        if decisions
-            .iter()
-            .filter(|&&pair| pair == (state, event))
-            .count()
-            > 1
-        {
-            errors.push(DefinitionError::DuplicateDecision { state, event });
-        }
-    }
-    for row in &owned.rows {
-        if owned.terminal.contains(&row.from) && row.to != row.from {
-            errors.push(DefinitionError::TerminalStateLeft {
-                state: row.from,
-                event: row.event,
-                to: row.to,
-            });
-        }
-        if row.to == row.from && row.effects.is_empty() {
-            errors.push(DefinitionError::SelfLoopWithoutEffects {
-                state: row.from,
-                event: row.event,
-            });
-        }
-    }
-    for &state in S::ALL {
-        if !reach[index(owned.initial)][index(state)] {
-            errors.push(DefinitionError::Unreachable { state });
-        }
-        let finishes = owned
-            .terminal
-            .iter()
-            .any(|&terminal| reach[index(state)][index(terminal)]);
-        if !owned.terminal.contains(&state) && !finishes {
-            errors.push(DefinitionError::NoPathToTerminal { state });
-        }
-    }
-    errors.sort();
-    errors.dedup();
-    errors
+        .enumerate()
+        .filter(|&(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, &event)| event)
+        .collect()
 }
 
-fn errors_of(table: &Table<'_, S, E, F>) -> Vec<DefinitionError<S, E>> {
+/// For each event, the non-terminal states picked by its mask (bit `i` for `S::ALL[i]`) whose
+/// row on it exists, minus those whose row stays in the group; each state in one group at most.
+fn valid_deadlines(
+    rows: &[Row<'static, S, E, F>],
+    terminal: &[S],
+    masks: &[u8],
+) -> Vec<Deadline<'static, S, E>> {
+    let mut timed: Vec<S> = Vec::new();
+    let mut deadlines = Vec::new();
+    for (&event, &mask) in E::ALL.iter().zip(masks) {
+        let picked: Vec<&Row<'static, S, E, F>> = rows
+            .iter()
+            .filter(|row| row.event == event && !terminal.contains(&row.from))
+            .filter(|row| !timed.contains(&row.from))
+            .filter(|row| {
+                let bit = S::ALL.iter().position(|&state| state == row.from).unwrap();
+                mask & (1 << bit) != 0
+            })
+            .collect();
+        let group: Vec<S> = picked.iter().map(|row| row.from).collect();
+        // Dropping members only makes "leads out of the group" truer for the others.
+        let states: Vec<S> = picked
+            .iter()
+            .filter(|row| !group.contains(&row.to))
+            .map(|row| row.from)
+            .collect();
+        if states.is_empty() {
+            continue;
+        }
+        timed.extend(&states);
+        deadlines.push(Deadline::new(
+            leak(states),
+            Duration::from_secs(u64::from(mask) + 1),
+            event,
+        ));
+    }
+    deadlines
+}
+
+fn errors_of(table: &Table<'_, S, E, F>) -> Vec<DefinitionError<S, E, F>> {
     table
         .validate()
         .err()
@@ -333,188 +383,16 @@ proptest! {
     // Property 4: validate reports exactly the defects an independent oracle finds.
     #[test]
     fn validate_agrees_with_an_independent_oracle(owned in any_table()) {
-        prop_assert_eq!(errors_of(&owned.table()), oracle(&owned));
+        prop_assert_eq!(errors_of(&owned.table()), oracle(&owned.table()));
     }
 
     // Property 4, the other side: tables valid by construction are accepted, and the oracle
     // agrees they are.
     #[test]
     fn validate_accepts_well_formed_tables(owned in any_valid_table()) {
-        prop_assert_eq!(oracle(&owned), vec![]);
+        prop_assert_eq!(oracle(&owned.table()), vec![]);
         prop_assert_eq!(owned.table().validate(), Ok(()));
     }
-
-    // Property 4: each kind of defect injected into the order table is reported as itself.
-    #[test]
-    fn validate_reports_defects_injected_into_the_order_table(
-        defect in any_defect(),
-    ) {
-        let (rows, terminal, expected) = defect.apply();
-        let table = Table { rows: &rows, terminal: &terminal, ..ORDER_SAGA };
-        let errors = table.validate().err().map(|invalid| invalid.errors).unwrap_or_default();
-        prop_assert!(errors.contains(&expected), "expected {:?} in {:?}", expected, errors);
-    }
-
-    // Property 5: every row is drawn exactly once, in Mermaid and in DOT.
-    #[test]
-    fn diagrams_draw_every_row_exactly_once(owned in any_table_with_unique_decisions()) {
-        check_diagrams(&owned.table())?;
-    }
-
-    #[test]
-    fn diagrams_of_valid_tables_draw_every_row_exactly_once(owned in any_valid_table()) {
-        check_diagrams(&owned.table())?;
-    }
-}
-
-fn check_diagrams<St: Label, Ev: Label, Ef: Label>(
-    table: &Table<'_, St, Ev, Ef>,
-) -> Result<(), TestCaseError> {
-    let mermaid = table.to_mermaid();
-    let dot = table.to_dot();
-    for row in table.rows {
-        let mermaid_edge = format!(
-            "{} --> {} : {}\n",
-            row.from.name(),
-            row.to.name(),
-            row.label()
-        );
-        let dot_edge = format!(
-            "\"{}\" -> \"{}\" [label=\"{}\"];\n",
-            row.from.name(),
-            row.to.name(),
-            row.label()
-        );
-        prop_assert_eq!(
-            mermaid.matches(&mermaid_edge).count(),
-            1,
-            "{}",
-            mermaid_edge
-        );
-        prop_assert_eq!(dot.matches(&dot_edge).count(), 1, "{}", dot_edge);
-    }
-    // Nothing else is drawn: one start edge, one edge per row, one end edge per terminal state.
-    let mermaid_edges = mermaid.lines().filter(|line| line.contains("-->")).count();
-    prop_assert_eq!(mermaid_edges, 1 + table.rows.len() + table.terminal.len());
-    let dot_edges = dot.lines().filter(|line| line.contains("->")).count();
-    prop_assert_eq!(dot_edges, 1 + table.rows.len());
-    Ok(())
-}
-
-/// A defect to inject into the order table, and the error it must produce.
-#[derive(Clone, Debug)]
-enum Defect {
-    /// Add a second row for the pair decided by row `row`.
-    DecideTwice { row: usize, to: OrderState },
-    /// Add a row for an `ignored` pair.
-    RowForIgnoredPair { pair: usize, to: OrderState },
-    /// Remove every row leading into `state` from elsewhere.
-    CutOff { state: OrderState },
-    /// Remove every row leading out of `state`.
-    Trap { state: OrderState },
-    /// Add a row leaving a terminal state.
-    LeaveTerminal {
-        state: OrderState,
-        event: OrderEvent,
-        to: OrderState,
-    },
-    /// Add a self-loop that emits nothing.
-    EmptySelfLoop {
-        state: OrderState,
-        event: OrderEvent,
-    },
-    /// Declare no terminal state.
-    NoTerminal,
-}
-
-type Injected = (
-    Vec<Row<'static, OrderState, OrderEvent, OrderEffect>>,
-    Vec<OrderState>,
-    DefinitionError<OrderState, OrderEvent>,
-);
-
-impl Defect {
-    fn apply(&self) -> Injected {
-        let mut rows = ORDER_SAGA.rows.to_vec();
-        let mut terminal = ORDER_SAGA.terminal.to_vec();
-        let expected = match *self {
-            Defect::DecideTwice { row, to } => {
-                let original = ORDER_SAGA.rows[row];
-                rows.push(Row::new(
-                    original.from,
-                    original.event,
-                    to,
-                    &[OrderEffect::ReleaseStock],
-                ));
-                DefinitionError::DuplicateDecision {
-                    state: original.from,
-                    event: original.event,
-                }
-            }
-            Defect::RowForIgnoredPair { pair, to } => {
-                let (state, event) = ORDER_SAGA.ignored[pair];
-                rows.push(Row::new(state, event, to, &[OrderEffect::ReleaseStock]));
-                DefinitionError::DuplicateDecision { state, event }
-            }
-            Defect::CutOff { state } => {
-                rows.retain(|row| row.to != state || row.from == state);
-                DefinitionError::Unreachable { state }
-            }
-            Defect::Trap { state } => {
-                rows.retain(|row| row.from != state || row.to == state);
-                DefinitionError::NoPathToTerminal { state }
-            }
-            Defect::LeaveTerminal { state, event, to } => {
-                rows.push(Row::new(state, event, to, &[]));
-                DefinitionError::TerminalStateLeft { state, event, to }
-            }
-            Defect::EmptySelfLoop { state, event } => {
-                rows.push(Row::new(state, event, state, &[]));
-                DefinitionError::SelfLoopWithoutEffects { state, event }
-            }
-            Defect::NoTerminal => {
-                terminal.clear();
-                DefinitionError::NoTerminalState
-            }
-        };
-        (rows, terminal, expected)
-    }
-}
-
-fn any_defect() -> impl Strategy<Value = Defect> {
-    let non_initial = select(
-        OrderState::ALL
-            .iter()
-            .copied()
-            .filter(|&s| s != ORDER_SAGA.initial)
-            .collect::<Vec<_>>(),
-    );
-    let non_terminal = select(
-        OrderState::ALL
-            .iter()
-            .copied()
-            .filter(|&s| !ORDER_SAGA.is_terminal(s))
-            .collect::<Vec<_>>(),
-    );
-    let terminal = select(ORDER_SAGA.terminal);
-    prop_oneof![
-        (0..ORDER_SAGA.rows.len(), any_label::<OrderState>())
-            .prop_map(|(row, to)| Defect::DecideTwice { row, to }),
-        (0..ORDER_SAGA.ignored.len(), any_label::<OrderState>())
-            .prop_map(|(pair, to)| Defect::RowForIgnoredPair { pair, to }),
-        non_initial.prop_map(|state| Defect::CutOff { state }),
-        non_terminal.prop_map(|state| Defect::Trap { state }),
-        (
-            terminal,
-            any_label::<OrderEvent>(),
-            any_label::<OrderState>()
-        )
-            .prop_filter("must leave", |(state, _, to)| state != to)
-            .prop_map(|(state, event, to)| Defect::LeaveTerminal { state, event, to }),
-        (any_label::<OrderState>(), any_label::<OrderEvent>())
-            .prop_map(|(state, event)| Defect::EmptySelfLoop { state, event }),
-        Just(Defect::NoTerminal),
-    ]
 }
 
 #[test]

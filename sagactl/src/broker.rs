@@ -1,6 +1,6 @@
 //! `sagactl broker`: the broker's users, permissions, topic permissions and topology, generated
 //! by [`outbox::provision::Provisioning`] from `contracts` (who consumes what, who produces
-//! what) and the [`outbox::Topology`].
+//! what: [`contracts::Service::account`]) and its [`outbox::Topology`] ([`contracts::topology()`]).
 //!
 //! ```text
 //! sagactl broker definitions [--vhost /] [--development] [--administrator saga-admin | --no-administrator]
@@ -28,8 +28,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use contracts::{ProducerUsers, Service};
-use outbox::Topology;
-use outbox::provision::{Credentials, Provisioning, Salt};
+use outbox::provision::{Account, Credentials, Provisioning, Salt};
 use serde_json::Value;
 
 use crate::Lookup;
@@ -188,15 +187,14 @@ pub fn provisioning(
             }
         },
     };
-    let services: Vec<(Service, Credentials)> = Service::ALL
+    let accounts: Vec<Account> = Service::ALL
         .iter()
         .map(|&service| {
             let user = users.user(service);
-            let credentials = Credentials {
+            service.account(Credentials {
                 user: user.to_owned(),
                 password: password(password_variable(service), user),
-            };
-            (service, credentials)
+            })
         })
         .collect();
     let administrator = administrator.map(|name| Credentials {
@@ -208,9 +206,9 @@ pub fn provisioning(
     }
     Ok(Provisioning {
         vhost: arguments.vhost.clone(),
-        services,
+        accounts,
         administrator,
-        topology: Topology::default(),
+        topology: contracts::topology(),
         salt: match arguments.development {
             true => Salt::FromUserName,
             false => Salt::Random,
@@ -254,17 +252,17 @@ fn summary(provisioning: &Provisioning) -> String {
     let definitions = provisioning.definitions();
     let count = |key: &str| definitions[key].as_array().map_or(0, Vec::len);
     let mut users: Vec<String> = provisioning
-        .services
+        .accounts
         .iter()
-        .map(|(_, credentials)| credentials.user.clone())
+        .map(|account| account.credentials.user.clone())
         .collect();
     if let Some(administrator) = &provisioning.administrator {
         users.push(format!("{} (administrator)", administrator.user));
     }
     let example_user = provisioning
-        .services
+        .accounts
         .first()
-        .map_or("order-svc", |(_, credentials)| credentials.user.as_str());
+        .map_or("order-svc", |account| account.credentials.user.as_str());
     let mut text = format!(
         "Provisioned vhost {vhost} of the local broker: users {users}; {exchanges} exchanges, \
          {queues} queues, {bindings} bindings.\n\

@@ -124,10 +124,16 @@ pub fn service_router(
     authenticator: Authenticator,
 ) -> Result<Router, MetricsError> {
     let (routes, mut openapi): (Router, OpenApi) = api.split_for_parts();
-    let routes = routes.route_layer(axum::middleware::from_fn_with_state(
-        authenticator,
-        authenticate,
-    ));
+    // axum refuses (panics on) a route layer over no routes: an API without routes has nothing
+    // to authenticate.
+    let routes = if routes.has_routes() {
+        routes.route_layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            authenticate,
+        ))
+    } else {
+        routes
+    };
     declare_bearer_security(&mut openapi);
     openapi.info.title = title.to_owned();
     openapi.info.description = Some(format!(

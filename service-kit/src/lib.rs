@@ -8,10 +8,14 @@
 //!   404/405 fallbacks;
 //! * [`http`]: body limit, metrics and logging middleware, serving with graceful shutdown;
 //! * [`health`]: `/health/live` and `/health/ready` with named, concurrent, timed checks;
-//! * [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`.
+//! * [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`;
+//! * [`entrypoint`]: the thin `main`, `RunError`, the router around a service's API;
+//! * [`launch`]: a service's whole start and stop around its own parts (migrator, handler,
+//!   batching, background producers, API), one builder for every service.
 //!
-//! The crate knows nothing of databases or brokers: services bring those in as readiness checks
-//! and handlers.
+//! Apart from [`launch`], the crate knows nothing of databases or brokers: services bring those
+//! in as readiness checks and handlers. [`launch`] reaches them only through `outbox`'s generic
+//! runtime, never through the system's message types (`contracts`).
 //!
 //! # Wiring a service
 //!
@@ -76,6 +80,7 @@ pub mod entrypoint;
 pub mod extract;
 pub mod health;
 pub mod http;
+pub mod launch;
 pub mod metrics_endpoint;
 pub mod problem;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use contracts::{
 };
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Channel, Connection};
-use outbox::{Broker, Topology, wire};
+use outbox::{Broker, NewMessage, wire};
 use serde_json::{Value, json};
 use testkit::TestVhost;
 use testkit::auth::Identity;
@@ -64,7 +64,7 @@ fn administrator(system: &System) -> String {
 
 /// A connection and a confirming channel as `service`'s broker user.
 async fn connect_as(vhost: &TestVhost, service: Service) -> (Connection, Channel) {
-    let connection = Broker::new(vhost.service_url(service), Topology::default())
+    let connection = Broker::new(vhost.service_url(service), contracts::topology())
         .connect("trust test")
         .await
         .unwrap();
@@ -92,7 +92,7 @@ struct Sneaked {
 }
 
 async fn sneak(system: &System, bus: &TestBus, sneaked: &Sneaked) {
-    let outgoing = wire::outgoing_envelope(&sneaked.envelope);
+    let outgoing = wire::outgoing(&NewMessage::from(&sneaked.envelope));
     match sneaked.route {
         Route::AdministratorWithoutUserId => {
             bus.publish_raw(
@@ -122,7 +122,7 @@ async fn sneak(system: &System, bus: &TestBus, sneaked: &Sneaked) {
             let (connection, channel) = connect_as(system.vhost(), service).await;
             let confirmation = channel
                 .basic_publish(
-                    Topology::default().retry_exchange(1).as_str().into(),
+                    contracts::topology().retry_exchange(1).as_str().into(),
                     queue.into(),
                     BasicPublishOptions::default(),
                     &outgoing.body,
@@ -352,7 +352,7 @@ async fn forged_events_are_refused_or_dead_lettered_and_nothing_moves() {
         sneak(&system, &bus, forged).await;
     }
 
-    let admin_connection = Broker::new(system.vhost().url(), Topology::default())
+    let admin_connection = Broker::new(system.vhost().url(), contracts::topology())
         .connect("trust test: dead letters")
         .await
         .unwrap();
@@ -463,7 +463,7 @@ async fn a_service_user_cannot_sign_as_another() {
     // Inventory produces StockReserved, so its topic permission lets the key through: only the
     // user_id is wrong.
     let envelope = stock_reserved(order, CustomerId::generate());
-    let outgoing = wire::outgoing_envelope(&envelope);
+    let outgoing = wire::outgoing(&NewMessage::from(&envelope));
     // (publisher, the user_id it claims)
     let cases = [
         (Service::Inventory, Service::Payment),
@@ -497,7 +497,7 @@ async fn a_service_user_cannot_sign_as_another() {
         let _ = connection.close(200, "done".into()).await;
     }
     // Read from the queue itself: the broker's message counts of quorum queues lag.
-    let administrator = Broker::new(vhost.url(), Topology::default())
+    let administrator = Broker::new(vhost.url(), contracts::topology())
         .connect("trust test: payment's queue")
         .await
         .unwrap();

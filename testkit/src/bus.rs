@@ -12,7 +12,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
-use outbox::{Broker, Topology, wire};
+use outbox::{Broker, NewMessage, wire};
 
 use crate::TestVhost;
 
@@ -31,7 +31,7 @@ impl TestBus {
     pub async fn connect(vhost: &TestVhost, types: &[MessageType]) -> TestBus {
         let mut publishers = Vec::new();
         for &service in Service::ALL {
-            let broker = Broker::new(vhost.service_url(service), Topology::default());
+            let broker = Broker::new(vhost.service_url(service), contracts::topology());
             let connection = broker
                 .connect("test bus publisher")
                 .await
@@ -39,7 +39,7 @@ impl TestBus {
             let channel = Broker::confirm_channel(&connection).await.expect("channel");
             publishers.push((service, broker.user().to_owned(), connection, channel));
         }
-        let connection = Broker::new(vhost.url(), Topology::default())
+        let connection = Broker::new(vhost.url(), contracts::topology())
             .connect("test bus")
             .await
             .expect("connect the test bus");
@@ -113,7 +113,7 @@ impl TestBus {
             .iter()
             .find(|(candidate, ..)| *candidate == service)
             .expect("a publisher per service");
-        let outgoing = wire::outgoing_envelope(envelope);
+        let outgoing = wire::outgoing(&NewMessage::from(envelope));
         channel
             .basic_publish(
                 EXCHANGE.into(),
@@ -170,13 +170,15 @@ impl TestBus {
             .expect("the consumer is open")
             .expect("a delivery");
         delivery.ack(BasicAckOptions::default()).await.expect("ack");
-        wire::decode(&delivery.properties, &delivery.data).expect("a well-formed message")
+        wire::decode::<Envelope<AnyMessage>>(&delivery.properties, &delivery.data)
+            .expect("a well-formed message")
     }
 
     /// Asserts that nothing arrives for `wait`.
     pub async fn expect_silence(&mut self, wait: Duration) {
         if let Ok(Some(Ok(delivery))) = tokio::time::timeout(wait, self.consumer.next()).await {
-            let message = wire::decode(&delivery.properties, &delivery.data);
+            let message =
+                wire::decode::<Envelope<AnyMessage>>(&delivery.properties, &delivery.data);
             panic!("expected no message, got {message:?}");
         }
     }

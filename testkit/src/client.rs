@@ -173,6 +173,15 @@ impl Client {
             .1
     }
 
+    /// `POST /orders/{id}/cancel`: 200 with the cancelled order, 409 for a paid one.
+    pub async fn cancel(&self, order_id: &str) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/orders/{order_id}/cancel", self.order)),
+        )
+        .await
+    }
+
     /// Any request to order-svc, for the error cases.
     pub async fn raw(
         &self,

@@ -218,9 +218,12 @@ impl TestVhost {
             .collect();
         let provisioning = Provisioning {
             vhost: name.clone(),
-            services: services.clone(),
+            accounts: services
+                .iter()
+                .map(|(service, credentials)| service.account(credentials.clone()))
+                .collect(),
             administrator: None,
-            topology: outbox::Topology::default(),
+            topology: contracts::topology(),
             salt: Salt::Random,
         };
         let definitions = provisioning.definitions().to_string();

@@ -10,7 +10,7 @@ use contracts::{
 };
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use outbox::{Broker, Topology};
+use outbox::Broker;
 use testkit::TestVhost;
 use testkit::bus::TestBus;
 
@@ -138,7 +138,7 @@ async fn a_service_user_checks_the_provisioned_topology_instead_of_declaring_it(
         .subscriptions()
         .map(|message_type| format!("order-svc.{}", message_type.name()))
         .collect();
-    let broker = Broker::new(vhost.service_url(Service::Order), Topology::default())
+    let broker = Broker::new(vhost.service_url(Service::Order), contracts::topology())
         .consuming(queues.clone());
     let connection = broker.connect("test").await.expect("verified passively");
     let _ = connection.close(200, "done".into()).await;
@@ -147,7 +147,7 @@ async fn a_service_user_checks_the_provisioned_topology_instead_of_declaring_it(
     let mut missing = queues;
     missing.push("order-svc.NoSuchQueue".into());
     let broker =
-        Broker::new(vhost.service_url(Service::Order), Topology::default()).consuming(missing);
+        Broker::new(vhost.service_url(Service::Order), contracts::topology()).consuming(missing);
     assert!(
         broker.connect("test").await.is_err(),
         "a missing queue fails"

@@ -19,11 +19,12 @@ pub struct Model {
     /// The payload JSON, published as the body.
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
-    /// The order the message is about.
+    /// What the message is about (its correlation id).
     pub correlation_id: Uuid,
     /// The message whose handling produced this one.
     pub causation_id: Option<Uuid>,
-    /// Further headers (`{"schema_version": 1}`).
+    /// Extra AMQP headers of the message (`{"x-schema-version": 1}`; rows written before the
+    /// outbox was generic say `{"schema_version": 1}`, published as `x-schema-version` too).
     #[sea_orm(column_type = "JsonBinary")]
     pub headers: Json,
     /// When the message was produced.

@@ -15,7 +15,7 @@ pub struct Model {
     /// The message type name.
     #[sea_orm(column_name = "type")]
     pub message_type: String,
-    /// The order the message was about.
+    /// What the message was about (its correlation id).
     pub correlation_id: Uuid,
     /// When it was handled; retention deletes old rows.
     pub processed_at: DateTimeUtc,

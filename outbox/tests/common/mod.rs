@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub fn fast_topology() -> Topology {
     Topology {
         retry_delays: vec![Duration::from_millis(50), Duration::from_millis(100)],
-        delivery_limit: 20,
+        ..contracts::topology()
     }
 }
 
@@ -107,7 +107,7 @@ impl Fixture {
     /// as the producers.
     pub fn consumer_config(&self) -> ConsumerConfig {
         ConsumerConfig {
-            producers: self.vhost.producer_users(),
+            producers: self.vhost.producer_users().producers(),
             ..ConsumerConfig::default()
         }
     }
@@ -145,7 +145,7 @@ impl Fixture {
     ) -> Arc<ConsumerStats> {
         let processor = TransactionalProcessor::new(self.db.clone(), handler, self.signal.clone());
         let broker = self.broker_as(Who::User(service));
-        let runner = ConsumerRunner::new(broker, service, processor, config);
+        let runner = ConsumerRunner::new(broker, service.queues(), processor, config);
         let stats = runner.stats();
         tokio::spawn(runner.run(self.shutdown.clone()));
         stats
@@ -337,7 +337,7 @@ impl Recorder {
     }
 }
 
-impl Handler for Recorder {
+impl Handler<Envelope<AnyMessage>> for Recorder {
     async fn handle(
         &self,
         transaction: &DatabaseTransaction,

@@ -1,0 +1,497 @@
+//! The runtime's SQL, untyped: names and JSON in, rows out. [`crate::engine`] gives it types.
+//!
+//! Every write of a step is one round trip where it can be: the versioned update and its
+//! timeline row are one statement, the outstanding effects one upsert.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use uuid::Uuid;
+
+/// A stored instance, as read.
+#[derive(Clone, Debug)]
+pub(crate) struct InstanceRow {
+    pub(crate) state: String,
+    pub(crate) version: i64,
+    pub(crate) data: serde_json::Value,
+    pub(crate) deadline_at: Option<DateTime<Utc>>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+/// What a step does to the instance's timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimerWrite {
+    Keep,
+    Clear,
+    /// Due this long from now (the database's clock, which the sweeper compares with).
+    Arm(Duration),
+}
+
+impl TimerWrite {
+    fn mode(self) -> (&'static str, i64) {
+        match self {
+            TimerWrite::Keep => ("keep", 0),
+            TimerWrite::Clear => ("clear", 0),
+            TimerWrite::Arm(after) => ("arm", millis(after)),
+        }
+    }
+}
+
+/// One written decision, for the timeline.
+pub(crate) struct StepWrite<'a> {
+    pub(crate) saga: &'a str,
+    pub(crate) instance_id: Uuid,
+    pub(crate) read_version: i64,
+    pub(crate) from_state: &'a str,
+    pub(crate) to_state: &'a str,
+    pub(crate) event: &'a str,
+    pub(crate) effects: &'a [&'a str],
+    pub(crate) message_id: Option<Uuid>,
+    pub(crate) data: serde_json::Value,
+    pub(crate) timer: TimerWrite,
+}
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn statement(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+pub(crate) async fn load<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+) -> Result<Option<InstanceRow>, DbErr> {
+    let row = db
+        .query_one_raw(statement(
+            "SELECT state, version, data, deadline_at, created_at, updated_at
+             FROM saga_instances WHERE saga = $1 AND id = $2",
+            [saga.into(), instance_id.into()],
+        ))
+        .await?;
+    row.map(|row| instance_row(&row)).transpose()
+}
+
+fn instance_row(row: &QueryResult) -> Result<InstanceRow, DbErr> {
+    Ok(InstanceRow {
+        state: row.try_get_by_index(0)?,
+        version: row.try_get_by_index(1)?,
+        data: row.try_get_by_index(2)?,
+        deadline_at: row.try_get_by_index(3)?,
+        created_at: row.try_get_by_index(4)?,
+        updated_at: row.try_get_by_index(5)?,
+    })
+}
+
+/// A new instance, for [`insert`].
+pub(crate) struct NewInstance<'a> {
+    pub(crate) saga: &'a str,
+    pub(crate) instance_id: Uuid,
+    pub(crate) state: &'a str,
+    pub(crate) data: serde_json::Value,
+    pub(crate) effects: &'a [&'a str],
+    pub(crate) timer: TimerWrite,
+    pub(crate) cause: Option<Uuid>,
+}
+
+/// Inserts a new instance at version 1 with its first timeline row (`from_state` and `event`
+/// empty: the start). `false` if the id is taken.
+pub(crate) async fn insert<C: ConnectionTrait>(
+    db: &C,
+    instance: NewInstance<'_>,
+) -> Result<bool, DbErr> {
+    let NewInstance {
+        saga,
+        instance_id,
+        state,
+        data,
+        effects,
+        timer,
+        cause,
+    } = instance;
+    let (mode, after) = timer.mode();
+    let inserted = db
+        .execute_raw(statement(
+            "WITH started AS (
+                 INSERT INTO saga_instances (saga, id, state, version, data, deadline_at)
+                 VALUES ($1, $2, $3, 1, $4,
+                         CASE WHEN $5 = 'arm' THEN now() + $6::bigint * interval '1 millisecond' END)
+                 ON CONFLICT DO NOTHING
+                 RETURNING saga, id
+             )
+             INSERT INTO saga_transitions (saga, instance_id, seq, from_state, to_state, event, effects, message_id, at)
+             SELECT saga, id, 1, NULL, $3, NULL, $7, $8, clock_timestamp() FROM started",
+            [
+                saga.into(),
+                instance_id.into(),
+                state.into(),
+                data.into(),
+                mode.into(),
+                after.into(),
+                serde_json::json!(effects).into(),
+                cause.into(),
+            ],
+        ))
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The versioned update of a step and its timeline row, in one statement: the row is written
+/// only if the update won. `false` when another transaction stepped the instance first.
+pub(crate) async fn write_step<C: ConnectionTrait>(
+    db: &C,
+    step: StepWrite<'_>,
+) -> Result<bool, DbErr> {
+    let (mode, after) = step.timer.mode();
+    let written = db
+        .execute_raw(statement(
+            "WITH stepped AS (
+                 UPDATE saga_instances
+                 SET state = $3, version = version + 1, data = $4, updated_at = now(),
+                     deadline_at = CASE $5
+                         WHEN 'keep' THEN deadline_at
+                         WHEN 'arm' THEN now() + $6::bigint * interval '1 millisecond'
+                     END
+                 WHERE saga = $1 AND id = $2 AND version = $7
+                 RETURNING saga, id, version
+             )
+             INSERT INTO saga_transitions (saga, instance_id, seq, from_state, to_state, event, effects, message_id, at)
+             SELECT saga, id, version, $8, $3, $9, $10, $11, clock_timestamp() FROM stepped",
+            [
+                step.saga.into(),
+                step.instance_id.into(),
+                step.to_state.into(),
+                step.data.into(),
+                mode.into(),
+                after.into(),
+                step.read_version.into(),
+                step.from_state.into(),
+                step.event.into(),
+                serde_json::json!(step.effects).into(),
+                step.message_id.into(),
+            ],
+        ))
+        .await?;
+    Ok(written.rows_affected() == 1)
+}
+
+/// Writes changed data without a decision (a duplicate event that still told facts); versioned
+/// like a step. `false` on a lost race.
+pub(crate) async fn write_data<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    read_version: i64,
+    data: serde_json::Value,
+) -> Result<bool, DbErr> {
+    let written = db
+        .execute_raw(statement(
+            "UPDATE saga_instances SET data = $3, version = version + 1, updated_at = now()
+             WHERE saga = $1 AND id = $2 AND version = $4",
+            [
+                saga.into(),
+                instance_id.into(),
+                data.into(),
+                read_version.into(),
+            ],
+        ))
+        .await?;
+    Ok(written.rows_affected() == 1)
+}
+
+/// Marks the outstanding effects `effects` of the instance confirmed by `event`.
+pub(crate) async fn confirm<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    effects: Vec<String>,
+    event: &str,
+) -> Result<u64, DbErr> {
+    let confirmed = db
+        .execute_raw(statement(
+            "UPDATE saga_effects SET confirmed_at = now(), confirmed_by = $4
+             WHERE saga = $1 AND instance_id = $2 AND effect = ANY($3) AND confirmed_at IS NULL",
+            [
+                saga.into(),
+                instance_id.into(),
+                effects.into(),
+                event.into(),
+            ],
+        ))
+        .await?;
+    Ok(confirmed.rows_affected())
+}
+
+/// Records effects just sent that need a confirmation: new rows at attempt 1, or — for an
+/// effect emitted again — one more attempt of the outstanding row (a confirmed one reopens).
+/// `effects` must hold each name once.
+pub(crate) async fn record_sent<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    effects: Vec<String>,
+    first_resend_after: Duration,
+) -> Result<(), DbErr> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    db.execute_raw(statement(
+        "INSERT INTO saga_effects (saga, instance_id, effect, attempts, first_sent_at, last_sent_at, next_attempt_at)
+         SELECT $1, $2, effect, 1, now(), now(), now() + $4::bigint * interval '1 millisecond'
+         FROM unnest($3::text[]) AS effect
+         ON CONFLICT (saga, instance_id, effect) DO UPDATE SET
+             attempts = CASE WHEN saga_effects.confirmed_at IS NULL
+                             THEN saga_effects.attempts + 1 ELSE 1 END,
+             first_sent_at = CASE WHEN saga_effects.confirmed_at IS NULL
+                                  THEN saga_effects.first_sent_at ELSE now() END,
+             last_sent_at = now(),
+             next_attempt_at = EXCLUDED.next_attempt_at,
+             confirmed_at = NULL,
+             confirmed_by = NULL",
+        [
+            saga.into(),
+            instance_id.into(),
+            effects.into(),
+            millis(first_resend_after).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Claims instances whose timer is due, soonest first, locking them (`SKIP LOCKED`: replicas
+/// sweep disjoint instances).
+pub(crate) async fn claim_due_timers<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    batch: u64,
+) -> Result<Vec<(Uuid, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT id, state FROM saga_instances
+             WHERE saga = $1 AND deadline_at <= now()
+             ORDER BY deadline_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Moves an instance's timer `after` into the future (a deadline that could not be applied is
+/// tried again later, not at every sweep).
+pub(crate) async fn postpone_timer<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    after: Duration,
+) -> Result<(), DbErr> {
+    db.execute_raw(statement(
+        "UPDATE saga_instances SET deadline_at = now() + $3::bigint * interval '1 millisecond'
+         WHERE saga = $1 AND id = $2",
+        [saga.into(), instance_id.into(), millis(after).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Clears a timer that no deadline of the table explains any more.
+pub(crate) async fn clear_timer<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+) -> Result<(), DbErr> {
+    db.execute_raw(statement(
+        "UPDATE saga_instances SET deadline_at = NULL WHERE saga = $1 AND id = $2",
+        [saga.into(), instance_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// An outstanding effect due for a re-send.
+pub(crate) struct DueEffect {
+    pub(crate) instance_id: Uuid,
+    pub(crate) effect: String,
+    pub(crate) attempts: i32,
+}
+
+/// Claims outstanding effects due for a re-send, most overdue first, locking their rows.
+pub(crate) async fn claim_due_effects<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    batch: u64,
+) -> Result<Vec<DueEffect>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT instance_id, effect, attempts FROM saga_effects
+             WHERE saga = $1 AND confirmed_at IS NULL AND next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DueEffect {
+                instance_id: row.try_get_by_index(0)?,
+                effect: row.try_get_by_index(1)?,
+                attempts: row.try_get_by_index(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Counts one more attempt of an outstanding effect, due again `after` from now.
+pub(crate) async fn record_resent<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    effect: &str,
+    after: Duration,
+) -> Result<(), DbErr> {
+    db.execute_raw(statement(
+        "UPDATE saga_effects
+         SET attempts = attempts + 1, last_sent_at = now(),
+             next_attempt_at = now() + $4::bigint * interval '1 millisecond'
+         WHERE saga = $1 AND instance_id = $2 AND effect = $3",
+        [
+            saga.into(),
+            instance_id.into(),
+            effect.into(),
+            millis(after).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Moves an outstanding effect's next attempt `after` from now without counting a send (its
+/// messages could not be built).
+pub(crate) async fn postpone_effect<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+    effect: &str,
+    after: Duration,
+) -> Result<(), DbErr> {
+    db.execute_raw(statement(
+        "UPDATE saga_effects SET next_attempt_at = now() + $4::bigint * interval '1 millisecond'
+         WHERE saga = $1 AND instance_id = $2 AND effect = $3",
+        [
+            saga.into(),
+            instance_id.into(),
+            effect.into(),
+            millis(after).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A timeline row, as read.
+pub(crate) struct TransitionRow {
+    pub(crate) seq: i64,
+    pub(crate) from_state: Option<String>,
+    pub(crate) to_state: String,
+    pub(crate) event: Option<String>,
+    pub(crate) effects: serde_json::Value,
+    pub(crate) message_id: Option<Uuid>,
+    pub(crate) at: DateTime<Utc>,
+}
+
+pub(crate) async fn timeline<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+) -> Result<Vec<TransitionRow>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT seq, from_state, to_state, event, effects, message_id, at
+             FROM saga_transitions WHERE saga = $1 AND instance_id = $2 ORDER BY seq",
+            [saga.into(), instance_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TransitionRow {
+                seq: row.try_get_by_index(0)?,
+                from_state: row.try_get_by_index(1)?,
+                to_state: row.try_get_by_index(2)?,
+                event: row.try_get_by_index(3)?,
+                effects: row.try_get_by_index(4)?,
+                message_id: row.try_get_by_index(5)?,
+                at: row.try_get_by_index(6)?,
+            })
+        })
+        .collect()
+}
+
+/// An effect row, as read.
+pub(crate) struct EffectRow {
+    pub(crate) effect: String,
+    pub(crate) attempts: i32,
+    pub(crate) first_sent_at: DateTime<Utc>,
+    pub(crate) last_sent_at: DateTime<Utc>,
+    pub(crate) next_attempt_at: DateTime<Utc>,
+    pub(crate) confirmed_at: Option<DateTime<Utc>>,
+    pub(crate) confirmed_by: Option<String>,
+}
+
+pub(crate) async fn effects<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+) -> Result<Vec<EffectRow>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT effect, attempts, first_sent_at, last_sent_at, next_attempt_at, confirmed_at, confirmed_by
+             FROM saga_effects WHERE saga = $1 AND instance_id = $2 ORDER BY first_sent_at, effect",
+            [saga.into(), instance_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(EffectRow {
+                effect: row.try_get_by_index(0)?,
+                attempts: row.try_get_by_index(1)?,
+                first_sent_at: row.try_get_by_index(2)?,
+                last_sent_at: row.try_get_by_index(3)?,
+                next_attempt_at: row.try_get_by_index(4)?,
+                confirmed_at: row.try_get_by_index(5)?,
+                confirmed_by: row.try_get_by_index(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Per effect: how many are outstanding and the age of the oldest, in seconds.
+pub(crate) async fn outstanding_summary<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+) -> Result<Vec<(String, i64, f64)>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT effect, count(*), EXTRACT(EPOCH FROM now() - min(first_sent_at))::float8
+             FROM saga_effects WHERE saga = $1 AND confirmed_at IS NULL GROUP BY effect",
+            [saga.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(1)?,
+                row.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
