@@ -63,8 +63,8 @@ fn ids(placed: &[Placed]) -> Vec<uuid::Uuid> {
         .collect()
 }
 
-/// What quiescence looks like now: orders not yet terminal, unpublished outbox rows, messages
-/// waiting in queues (dead-letter queues excluded).
+/// What quiescence looks like now: orders not yet terminal plus commands awaiting confirmation,
+/// unpublished outbox rows, messages waiting in queues (dead-letter queues excluded).
 pub async fn pending_work(
     databases: &HashMap<Svc, DatabaseConnection>,
     placed: &[Placed],
@@ -73,8 +73,11 @@ pub async fn pending_work(
     let order_db = &databases[&Svc::Order];
     let waiting = rows(
         order_db,
-        "SELECT count(*) FROM saga_instances
-         WHERE saga = 'OrderSaga' AND id = ANY($1) AND state NOT IN ('Completed', 'Cancelled')",
+        // Not yet terminal, or still awaiting a confirmation (a re-send is due).
+        "SELECT (SELECT count(*) FROM saga_instances
+                 WHERE saga = 'OrderSaga' AND id = ANY($1) AND state NOT IN ('Completed', 'Cancelled'))
+              + (SELECT count(*) FROM saga_effects
+                 WHERE saga = 'OrderSaga' AND instance_id = ANY($1) AND confirmed_at IS NULL)",
         vec![ids(placed).into()],
     )
     .await?
@@ -96,6 +99,35 @@ pub async fn pending_work(
         .map(|(_, depth)| depth)
         .sum();
     Ok((waiting, unpublished, queued))
+}
+
+/// Every command the saga sent for the run's orders was confirmed: nothing awaits confirmation
+/// (a lost command would have been re-sent until answered).
+async fn confirmations(
+    order_db: &DatabaseConnection,
+    order_ids: &[uuid::Uuid],
+) -> Result<Check, DbErr> {
+    let mut check =
+        Check::new("1c. every command the saga sent was confirmed (nothing awaits confirmation)");
+    let sent = rows(
+        order_db,
+        "SELECT instance_id, effect, attempts, confirmed_at IS NULL FROM saga_effects
+         WHERE saga = 'OrderSaga' AND instance_id = ANY($1)",
+        vec![order_ids.to_vec().into()],
+    )
+    .await?;
+    for row in sent {
+        check.checked += 1;
+        if row.try_get_by_index::<bool>(3)? {
+            let order_id: uuid::Uuid = row.try_get_by_index(0)?;
+            let effect: String = row.try_get_by_index(1)?;
+            let attempts: i32 = row.try_get_by_index(2)?;
+            check.violations.push(format!(
+                "order {order_id}: {effect} still awaits confirmation after {attempts} sends"
+            ));
+        }
+    }
+    Ok(check)
 }
 
 /// Σ quantity × unit price of an order's reserved lines; `None` when it has none or one is not
@@ -519,9 +551,11 @@ pub async fn check_all(
             .push(format!("a valid message was dead-lettered: {valid}"));
     }
 
+    let confirmed = confirmations(order_db, &order_ids).await?;
     Ok(vec![
         terminal,
         nothing_else,
+        confirmed,
         stock,
         per_order,
         prices,

@@ -106,7 +106,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         if quiescing.elapsed() > args.quiesce_timeout {
             println!(
-                "NOT quiescent after {:?}: {waiting} orders waiting, {unpublished} outbox rows, {queued} queued messages",
+                "NOT quiescent after {:?}: {waiting} orders or commands waiting, {unpublished} outbox rows, {queued} queued messages",
                 args.quiesce_timeout
             );
             break;

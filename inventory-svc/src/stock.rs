@@ -194,6 +194,21 @@ mod tests {
     use super::*;
     use contracts::{CustomerId, OrderId, OrderLine};
 
+    /// A reservation's lines as `(product, quantity, unit price)`.
+    fn rows_of(reserved: &StockReserved) -> Vec<(String, i64, i64)> {
+        reserved
+            .items
+            .iter()
+            .map(|line| {
+                (
+                    line.product_id.to_string(),
+                    i64::from(line.quantity.get()),
+                    line.unit_price.minor_units(),
+                )
+            })
+            .collect()
+    }
+
     fn check(lines: &[(&str, i64)], stock: &[(&str, i64)], expected: &[&str]) {
         let lines: Vec<(String, i64)> =
             lines.iter().map(|(id, q)| ((*id).to_owned(), *q)).collect();
@@ -269,17 +284,7 @@ mod tests {
                 (reserved.order_id, reserved.customer_id),
                 (order.order_id, order.customer_id)
             );
-            let lines: Vec<(String, i64, i64)> = reserved
-                .items
-                .iter()
-                .map(|line| {
-                    (
-                        line.product_id.to_string(),
-                        i64::from(line.quantity.get()),
-                        line.unit_price.minor_units(),
-                    )
-                })
-                .collect();
+            let lines = rows_of(&reserved);
             (lines, reserved.total.minor_units())
         });
         let expected = expected
@@ -353,17 +358,7 @@ mod tests {
                     (reserved.order_id, reserved.customer_id),
                     (order.order_id, order.customer_id)
                 );
-                let published: Vec<(String, i64, i64)> = reserved
-                    .items
-                    .iter()
-                    .map(|line| {
-                        (
-                            line.product_id.to_string(),
-                            i64::from(line.quantity.get()),
-                            line.unit_price.minor_units(),
-                        )
-                    })
-                    .collect();
+                let published = rows_of(&reserved);
                 Ok((published, reserved.total.minor_units()))
             }
             Answer::Failed(reason) => Err(reason),

@@ -136,16 +136,14 @@ impl ServiceBuilder {
         .await
         .map_err(RunError::startup)?;
         let api = own_parts(&mut messaging);
-        let router = service_router(
-            api,
-            readiness(messaging.probes()),
+        let probes = messaging.probes();
+        started(
             self.name,
             self.authenticator,
-        )?;
-        Ok(StartedService {
-            router,
-            background: messaging.background,
-        })
+            api,
+            probes,
+            messaging.background,
+        )
     }
 
     /// Starts a service without a database: connects to the broker and starts the consumer
@@ -170,17 +168,28 @@ impl ServiceBuilder {
         .await
         .map_err(RunError::startup)?;
         let api = own_parts(&mut messaging);
-        let router = service_router(
-            api,
-            readiness(messaging.probes()),
+        let probes = messaging.probes();
+        started(
             self.name,
             self.authenticator,
-        )?;
-        Ok(StartedService {
-            router,
-            background: messaging.background,
-        })
+            api,
+            probes,
+            messaging.background,
+        )
     }
+}
+
+/// The service's router (its API behind authentication, readiness from `probes`) with its
+/// running background tasks.
+fn started(
+    name: &'static str,
+    authenticator: Authenticator,
+    api: OpenApiRouter,
+    probes: Vec<(&'static str, Probe)>,
+    background: BackgroundTasks,
+) -> Result<StartedService, RunError> {
+    let router = service_router(api, readiness(probes), name, authenticator)?;
+    Ok(StartedService { router, background })
 }
 
 /// Readiness that runs each probe under its name.
