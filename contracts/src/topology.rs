@@ -137,15 +137,21 @@ const fn subscribe(service: Service, message_type: MessageType) -> Subscription 
 
 /// Every subscription of the system. Two services that consume one type each get their own
 /// queue, so both see every message (no competing between services).
+///
+/// A service consumes its queues in this order, and after a restart the broker delivers the
+/// backlog of the first queue subscribed first: compensations come before the requests they
+/// pre-empt (a release before a reservation request, a refund before a charge request), so a
+/// participant that was down past a deadline leaves a tombstone instead of acting and then
+/// being undone.
 pub const SUBSCRIPTIONS: &[Subscription] = {
     use MessageType::*;
     use Service::*;
     &[
+        subscribe(Inventory, ReleaseStock),
         subscribe(Inventory, OrderCreated),
         subscribe(Inventory, CommitStock),
-        subscribe(Inventory, ReleaseStock),
-        subscribe(Payment, StockReserved),
         subscribe(Payment, RefundPayment),
+        subscribe(Payment, StockReserved),
         subscribe(Order, StockReserved),
         subscribe(Order, StockFailed),
         subscribe(Order, PaymentSucceeded),

@@ -67,6 +67,10 @@ pub enum Profile {
 pub struct SystemConfig {
     /// `ORDER_SAGA_TIMEOUT_SECS`.
     pub saga_timeout_secs: u64,
+    /// `ORDER_SAGA_RESEND_AFTER_MS` (default 5000, as in production): how long a command that
+    /// awaits its confirmation waits before it is re-sent. Tests that lose commands shorten it
+    /// so that the re-sends come within the test's patience.
+    pub resend_after_ms: u64,
     /// `PAYMENT_DEMO_BALANCE` (0, the default, opens no account for strangers: fund accounts
     /// through the operator API).
     pub demo_balance: i64,
@@ -82,6 +86,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         SystemConfig {
             saga_timeout_secs: 30,
+            resend_after_ms: 5_000,
             demo_balance: 0,
             replicas: Svc::ALL.iter().map(|&svc| (svc, 1)).collect(),
             profile: Profile::Debug,
@@ -168,6 +173,22 @@ pub struct System {
     http: reqwest::Client,
 }
 
+/// `ALTER DATABASE … WITH ALLOW_CONNECTIONS …` as the server's superuser (from the `postgres`
+/// database, which stays reachable whatever happens to the test database).
+async fn allow_connections(database: &str, allowed: bool) {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(crate::postgres_admin_url("postgres"))
+        .await
+        .expect("connect to PostgreSQL as admin");
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS {allowed}"
+        ))
+        .await
+        .expect("change whether the database allows connections");
+    admin.close().await.expect("close the admin connection");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -249,10 +270,16 @@ impl System {
             env.push(("DATABASE_MAX_CONNECTIONS".to_owned(), "6".to_owned()));
         }
         match svc {
-            Svc::Order => env.push((
-                "ORDER_SAGA_TIMEOUT_SECS".to_owned(),
-                self.config.saga_timeout_secs.to_string(),
-            )),
+            Svc::Order => env.extend([
+                (
+                    "ORDER_SAGA_TIMEOUT_SECS".to_owned(),
+                    self.config.saga_timeout_secs.to_string(),
+                ),
+                (
+                    "ORDER_SAGA_RESEND_AFTER_MS".to_owned(),
+                    self.config.resend_after_ms.to_string(),
+                ),
+            ]),
             Svc::Payment => env.push((
                 "PAYMENT_DEMO_BALANCE".to_owned(),
                 self.config.demo_balance.to_string(),
@@ -381,6 +408,23 @@ impl System {
         self.databases
             .get(&svc)
             .expect("notify-svc has no database")
+    }
+
+    /// Takes `svc`'s database away as an outage would: no new connection is allowed
+    /// (`ALLOW_CONNECTIONS false`) and every open one is terminated, so the service's pool
+    /// can neither keep nor reopen a connection until [`System::give_database_back`].
+    pub async fn take_database_away(&self, svc: Svc) {
+        let database = self.database(svc);
+        // Refuse new connections first: a pool reconnecting between the two statements would
+        // otherwise keep the database.
+        allow_connections(database.name(), false).await;
+        database.terminate_connections().await;
+    }
+
+    /// Ends the outage of [`System::take_database_away`]: `svc`'s database accepts connections
+    /// again.
+    pub async fn give_database_back(&self, svc: Svc) {
+        allow_connections(self.database(svc).name(), true).await;
     }
 
     /// The system's vhost.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::auth::{Identity, authorization};
+use testkit::client::{Client, TERMINAL};
 use testkit::system::{Svc, System};
 
 /// How long an eventually consistent answer may take.
@@ -103,4 +104,93 @@ pub(crate) fn priced(expected: &[(&str, i64, Option<i64>)]) -> Vec<(String, i64,
 /// The id of an order as returned by the API.
 pub(crate) fn id(order: &Value) -> String {
     order["id"].as_str().expect("an order id").to_owned()
+}
+
+/// Polls `order_id` every 100 ms until it is terminal with no effect awaiting its
+/// confirmation (every compensation confirmed); the order. Panics with the last answer after
+/// `patience`.
+pub(crate) async fn settled(client: &Client, order_id: &str, patience: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let order = client.order(order_id).await;
+        let terminal = TERMINAL.iter().any(|status| order["status"] == *status);
+        // Absent (not a detailed view) counts as unsettled: the check must see the list.
+        let confirmed = order["awaiting_confirmation"]
+            .as_array()
+            .is_some_and(Vec::is_empty);
+        if terminal && confirmed {
+            return order;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {order_id} not settled within {patience:?}: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How settled orders ended: `(completed, cancelled)`.
+pub(crate) type Outcomes = (usize, usize);
+
+/// Asserts that settled `orders` conserved stock and money. `stock` is each product's units
+/// as set (and never changed since), `balances` each customer's balance as set.
+///
+/// Stock: available + reserved + committed is the units set, nothing stays reserved, and
+/// committed is the units of the completed orders. Money: a completed order was charged its
+/// total; a cancelled one was never charged or was refunded; each balance is its opening
+/// balance less the totals of its completed orders.
+pub(crate) async fn assert_conserved(
+    client: &Client,
+    orders: &[Value],
+    stock: &[(&str, i64)],
+    balances: &[(&str, i64)],
+) -> Outcomes {
+    let completed: Vec<&Value> = orders
+        .iter()
+        .filter(|order| order["status"] == "Completed")
+        .collect();
+    for (product, units) in stock {
+        let sold: i64 = completed
+            .iter()
+            .flat_map(|order| lines(order))
+            .filter(|(line_product, _, _)| line_product == product)
+            .map(|(_, quantity, _)| quantity)
+            .sum();
+        let (available, reserved, committed) = client.stock(product).await;
+        assert_eq!(
+            (available + reserved + committed, reserved, committed),
+            (*units, 0, sold),
+            "{product}: (available + reserved + committed, reserved, committed) with \
+             available {available}"
+        );
+    }
+    for order in orders {
+        let (status, payment) = client.payment(&id(order)).await;
+        if order["status"] == "Completed" {
+            assert_eq!(
+                (payment["status"].as_str(), payment["amount"].as_i64()),
+                (Some("Charged"), order["total"].as_i64()),
+                "a completed order is charged its total: {order} {payment}"
+            );
+            continue;
+        }
+        assert!(
+            status == StatusCode::NOT_FOUND
+                || ["Failed", "Refunded"].contains(&payment["status"].as_str().unwrap_or("")),
+            "a cancelled order was never charged or was refunded: {order} {payment}"
+        );
+    }
+    for (customer, opening) in balances {
+        let spent: i64 = completed
+            .iter()
+            .filter(|order| order["customer_id"] == *customer)
+            .map(|order| order["total"].as_i64().expect("a completed order's total"))
+            .sum();
+        assert_eq!(
+            client.balance(customer).await,
+            opening - spent,
+            "customer {customer}: the opening balance less the completed orders"
+        );
+    }
+    (completed.len(), orders.len() - completed.len())
 }
