@@ -134,6 +134,7 @@ pub async fn inject(
 ) -> FaultLog {
     let mut log = FaultLog::default();
     let mut restarts = tokio::task::JoinSet::new();
+    let payment_down_until = Arc::new(std::sync::Mutex::new(None));
     let started = tokio::time::Instant::now();
     for (moment, fault) in schedule(&mut rng, run_time, kills) {
         tokio::time::sleep_until(started + moment).await;
@@ -158,9 +159,19 @@ pub async fn inject(
                 ));
                 log.kills += 1;
                 // The restart runs beside the schedule, so that other faults still come on time.
-                restarts.spawn(restart_later(Arc::clone(&system), svc, replica, pause));
+                restarts.spawn(restart_later(
+                    Arc::clone(&system),
+                    svc,
+                    replica,
+                    pause,
+                    Arc::clone(&payment_down_until),
+                ));
             }
             Fault::Outage => {
+                *payment_down_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(tokio::time::Instant::now() + outage);
                 let mut running = system.lock().await;
                 let replicas = running.replicas(Svc::Payment);
                 for replica in 0..replicas {
@@ -179,6 +190,7 @@ pub async fn inject(
                         Svc::Payment,
                         replica,
                         outage,
+                        Arc::clone(&payment_down_until),
                     ));
                 }
             }
@@ -258,8 +270,17 @@ async fn restart_later(
     svc: Svc,
     replica: usize,
     pause: Duration,
+    payment_down_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 ) -> (Svc, usize, bool) {
     tokio::time::sleep(pause).await;
+    // A replica killed just before the payment outage must not come back during it: that would
+    // end the outage early (found by a long run whose outage lasted 3 s instead of 18 s).
+    let outage_ends = *payment_down_until
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let (Svc::Payment, Some(until)) = (svc, outage_ends) {
+        tokio::time::sleep_until(until).await;
+    }
     let url = {
         let mut running = system.lock().await;
         running.spawn_instance(svc, replica);
@@ -322,15 +343,23 @@ async fn republish_delivered(
 
 /// Poison cases: properties and body, each of them undecodable for a different reason.
 fn poison_cases(message_type: &str, huge: bool) -> Vec<(BasicProperties, Vec<u8>)> {
-    let mut headers = FieldTable::default();
-    headers.insert(POISON_HEADER.into(), AMQPValue::Boolean(true));
+    // Each case is marked with an id of its own: a dead letter duplicated by a kill between
+    // its publish into the `.dlq` and its acknowledgement is then counted once.
+    let marked = || {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            POISON_HEADER.into(),
+            AMQPValue::LongString(uuid::Uuid::now_v7().to_string().into()),
+        );
+        headers
+    };
     let order = uuid::Uuid::now_v7().to_string();
     let valid = |kind: &str| {
         BasicProperties::default()
             .with_message_id(uuid::Uuid::now_v7().to_string().into())
             .with_type(kind.into())
             .with_correlation_id(order.as_str().into())
-            .with_headers(headers.clone())
+            .with_headers(marked())
     };
     let mut cases = vec![
         (valid(message_type), b"{not json at all".to_vec()),
@@ -340,7 +369,7 @@ fn poison_cases(message_type: &str, huge: bool) -> Vec<(BasicProperties, Vec<u8>
             br#"{"order_id": 42, "reason": false, "total": "lots"}"#.to_vec(),
         ),
         (
-            BasicProperties::default().with_headers(headers.clone()),
+            BasicProperties::default().with_headers(marked()),
             format!(r#"{{"order_id": "{order}"}}"#).into_bytes(),
         ),
     ];

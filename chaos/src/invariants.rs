@@ -687,8 +687,13 @@ pub struct DeadLetters {
     pub total: usize,
     /// Per queue.
     pub per_queue: BTreeMap<String, usize>,
-    /// Injected poison.
+    /// Injected poison, each case once.
     pub poison: usize,
+    /// The marks of the poison found (each case carries its own).
+    pub poison_marks: BTreeSet<String>,
+    /// Second copies of a poison case (dead-lettered again after a kill between its publish into
+    /// the `.dlq` and its acknowledgement: dead-lettering is at least once).
+    pub poison_copies: usize,
     /// Injected forgeries.
     pub forged: Vec<DeadLetter>,
     /// Dead letters that were neither, with their queue and reason.
@@ -750,7 +755,16 @@ pub async fn drain_dead_letters(
                 headers.inner().contains_key(POISON_HEADER),
                 headers.inner().contains_key(FORGED_HEADER),
             ) {
-                (true, _) => letters.poison += 1,
+                (true, _) => {
+                    let mark = headers
+                        .inner()
+                        .get(POISON_HEADER)
+                        .map(|value| format!("{value:?}"));
+                    if !letters.poison_marks.insert(mark.unwrap_or_default()) {
+                        letters.poison_copies += 1;
+                    }
+                    letters.poison = letters.poison_marks.len();
+                }
                 (false, true) => letters.forged.push(DeadLetter {
                     queue: source,
                     message_id: delivery

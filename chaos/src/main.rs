@@ -284,10 +284,11 @@ async fn print_report(
         counted(&databases[&Svc::Payment], PAYMENT_OUTCOMES).await
     );
     println!(
-        "Dead letters: {} in {} queues ({} poison, {} forged, {} other)",
+        "Dead letters: {} in {} queues ({} poison cases, {} second copies of one, {} forged, {} other)",
         dead_letters.total,
         dead_letters.per_queue.len(),
         dead_letters.poison,
+        dead_letters.poison_copies,
         dead_letters.forged.len(),
         dead_letters.valid.len()
     );
