@@ -219,14 +219,6 @@ impl<D: Saga> SagaRuntime<D> {
         };
         self.definition.record(&mut data, &step)?;
         let data_json = serde_json::to_value(&data)?;
-        let confirmed = table.confirmed_by(event);
-        if !confirmed.is_empty() {
-            let confirmed = confirmed
-                .iter()
-                .map(|effect| effect.name().to_owned())
-                .collect();
-            store::confirm(db, saga, instance_id, confirmed, event.name()).await?;
-        }
         let (after, effects, timer) = match outcome {
             Outcome::Transition { to, effects, .. } => (to, effects, self.timer(Some(before), to)),
             Outcome::Compensate { state, effects } => (state, effects, TimerWrite::Keep),
@@ -236,6 +228,7 @@ impl<D: Saga> SagaRuntime<D> {
                 {
                     return Err(RuntimeError::Conflict);
                 }
+                self.confirm(db, instance_id, event).await?;
                 return Ok(Applied::Duplicate { state });
             }
         };
@@ -260,6 +253,9 @@ impl<D: Saga> SagaRuntime<D> {
         if !written {
             return Err(RuntimeError::Conflict);
         }
+        // After the instance's row: every writer locks the instance before its effects, so a
+        // confirmation and a firing timer never wait for each other in opposite orders.
+        self.confirm(db, instance_id, event).await?;
         let context = EffectContext {
             instance_id,
             state: after,
@@ -276,6 +272,26 @@ impl<D: Saga> SagaRuntime<D> {
             to: after,
             effects,
         })
+    }
+
+    /// Marks the outstanding effects that `event` confirms.
+    async fn confirm<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        instance_id: Uuid,
+        event: D::Event,
+    ) -> Result<(), RuntimeError> {
+        let confirmed: Vec<String> = self
+            .definition
+            .table()
+            .confirmed_by(event)
+            .iter()
+            .map(|effect| effect.name().to_owned())
+            .collect();
+        if !confirmed.is_empty() {
+            store::confirm(db, self.name(), instance_id, confirmed, event.name()).await?;
+        }
+        Ok(())
     }
 
     /// Writes the messages of `effects` into the outbox and records those that need a

@@ -21,6 +21,88 @@
 //!
 //! The tables come as migrations ([`migration::migrations`]) for the service's own migrator.
 //!
+//! # Example: a saga persisted, stepped and read back
+//!
+//! Against the real PostgreSQL (this example runs in the tests, in a database of its own);
+//! `examples/parcel.rs` wires the same into a running service with the broker.
+//!
+//! ```
+//! use saga_core::{Confirmation, Label, Row, Table, labels};
+//! use saga_runtime::{Applied, Cause, Correlated, EffectContext, JsonMessage, Rejection, Saga};
+//! use saga_runtime::{SagaMigrator, SagaRuntime};
+//! use sea_orm::TransactionTrait;
+//!
+//! labels! { pub enum Door { Closed, Open } }
+//! labels! { pub enum Heard { Opened, Unlocked } }
+//! labels! { pub enum Asked { Unlock } }
+//!
+//! static DOOR: Table<'static, Door, Heard, Asked> = Table {
+//!     name: "Door",
+//!     initial: Door::Closed,
+//!     start_effects: &[Asked::Unlock],
+//!     terminal: &[Door::Open],
+//!     rows: &[Row::new(Door::Closed, Heard::Opened, Door::Open, &[])],
+//!     ignored: &[(Door::Closed, Heard::Unlocked), (Door::Open, Heard::Unlocked)],
+//!     deadlines: &[],
+//!     // `Unlock` is sent again until the lock answers `Unlocked`.
+//!     confirmations: &[Confirmation::new(Asked::Unlock, &[Heard::Unlocked])],
+//! };
+//!
+//! struct DoorSaga;
+//!
+//! impl Saga for DoorSaga {
+//!     type State = Door;
+//!     type Event = Heard;
+//!     type Effect = Asked;
+//!     type Data = String; // who asked for the door
+//!     type Message = JsonMessage;
+//!
+//!     fn table(&self) -> &'static Table<'static, Door, Heard, Asked> { &DOOR }
+//!
+//!     fn event_of(&self, message: &JsonMessage) -> Option<Correlated<Heard>> {
+//!         let event = Heard::from_name(&message.message_type)?;
+//!         Some(Correlated { instance_id: message.correlation_id, event })
+//!     }
+//!
+//!     fn messages(&self, effect: Asked, door: &EffectContext<'_, Self>)
+//!         -> Result<Vec<outbox::NewMessage>, Rejection>
+//!     {
+//!         let body = serde_json::json!({ "for": door.data });
+//!         Ok(vec![JsonMessage::new(effect.name(), door.instance_id, body).into_new_message()])
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let database = testkit::TestDatabase::create().await;
+//! # let database_url = database.url();
+//! let db = sea_orm::Database::connect(database_url).await?;
+//! outbox::migrate::<SagaMigrator>(&db).await?;
+//! let runtime = SagaRuntime::new(DoorSaga)?;
+//! let door = uuid::Uuid::now_v7();
+//!
+//! // Start: the instance, its first timeline row and `Unlock` in the outbox, in one transaction.
+//! let transaction = db.begin().await?;
+//! runtime.start(&transaction, door, "Ada".to_owned(), None).await?;
+//! transaction.commit().await?;
+//! let effects = runtime.effects(&db, door).await?;
+//! assert!(effects[0].is_outstanding(), "Unlock awaits its confirmation");
+//!
+//! // The lock's answer confirms it; the door opening moves the saga.
+//! let unlocked = JsonMessage::new("Unlocked", door, serde_json::json!({}));
+//! let opened = JsonMessage::new("Opened", door, serde_json::json!({}));
+//! let transaction = db.begin().await?;
+//! assert_eq!(runtime.handle(&transaction, &unlocked).await?, Applied::Duplicate { state: Door::Closed });
+//! runtime.apply(&transaction, door, Heard::Opened, Cause::Message(&opened)).await?;
+//! transaction.commit().await?;
+//!
+//! assert_eq!(runtime.instance(&db, door).await?.map(|door| door.state), Some(Door::Open));
+//! assert!(!runtime.effects(&db, door).await?[0].is_outstanding());
+//! assert_eq!(runtime.timeline(&db, door).await?.len(), 2); // the start, then Opened
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Invariants
 //! - A step writes its state, timeline row, outbox rows and outstanding effects in one
 //!   transaction, or nothing.
