@@ -61,6 +61,29 @@ fn statement(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
+/// Runs a statement; the number of rows it wrote.
+async fn execute<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<u64, DbErr> {
+    Ok(db
+        .execute_raw(statement(sql, values))
+        .await?
+        .rows_affected())
+}
+
+/// Runs a query and reads each row with `read`.
+async fn query<C: ConnectionTrait, T>(
+    db: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+    read: impl Fn(&QueryResult) -> Result<T, DbErr>,
+) -> Result<Vec<T>, DbErr> {
+    let rows = db.query_all_raw(statement(sql, values)).await?;
+    rows.iter().map(read).collect()
+}
+
 pub(crate) async fn load<C: ConnectionTrait>(
     db: &C,
     saga: &str,
@@ -114,8 +137,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         cause,
     } = instance;
     let (mode, after) = timer.mode();
-    let inserted = db
-        .execute_raw(statement(
+    let inserted = execute(db,
             "WITH started AS (
                  INSERT INTO saga_instances (saga, id, state, version, data, deadline_at)
                  VALUES ($1, $2, $3, 1, $4,
@@ -135,9 +157,9 @@ pub(crate) async fn insert<C: ConnectionTrait>(
                 serde_json::json!(effects).into(),
                 cause.into(),
             ],
-        ))
+        )
         .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok(inserted == 1)
 }
 
 /// The versioned update of a step and its timeline row, in one statement: the row is written
@@ -147,8 +169,7 @@ pub(crate) async fn write_step<C: ConnectionTrait>(
     step: StepWrite<'_>,
 ) -> Result<bool, DbErr> {
     let (mode, after) = step.timer.mode();
-    let written = db
-        .execute_raw(statement(
+    let written = execute(db,
             "WITH stepped AS (
                  UPDATE saga_instances
                  SET state = $3, version = version + 1, data = $4, updated_at = now(),
@@ -174,9 +195,9 @@ pub(crate) async fn write_step<C: ConnectionTrait>(
                 serde_json::json!(step.effects).into(),
                 step.message_id.into(),
             ],
-        ))
+        )
         .await?;
-    Ok(written.rows_affected() == 1)
+    Ok(written == 1)
 }
 
 /// Writes changed data without a decision (a duplicate event that still told facts); versioned
@@ -188,19 +209,19 @@ pub(crate) async fn write_data<C: ConnectionTrait>(
     read_version: i64,
     data: serde_json::Value,
 ) -> Result<bool, DbErr> {
-    let written = db
-        .execute_raw(statement(
-            "UPDATE saga_instances SET data = $3, version = version + 1, updated_at = now()
+    let written = execute(
+        db,
+        "UPDATE saga_instances SET data = $3, version = version + 1, updated_at = now()
              WHERE saga = $1 AND id = $2 AND version = $4",
-            [
-                saga.into(),
-                instance_id.into(),
-                data.into(),
-                read_version.into(),
-            ],
-        ))
-        .await?;
-    Ok(written.rows_affected() == 1)
+        [
+            saga.into(),
+            instance_id.into(),
+            data.into(),
+            read_version.into(),
+        ],
+    )
+    .await?;
+    Ok(written == 1)
 }
 
 /// Marks the outstanding effects `effects` of the instance confirmed by `event`.
@@ -211,19 +232,19 @@ pub(crate) async fn confirm<C: ConnectionTrait>(
     effects: Vec<String>,
     event: &str,
 ) -> Result<u64, DbErr> {
-    let confirmed = db
-        .execute_raw(statement(
-            "UPDATE saga_effects SET confirmed_at = now(), confirmed_by = $4
+    let confirmed = execute(
+        db,
+        "UPDATE saga_effects SET confirmed_at = now(), confirmed_by = $4
              WHERE saga = $1 AND instance_id = $2 AND effect = ANY($3) AND confirmed_at IS NULL",
-            [
-                saga.into(),
-                instance_id.into(),
-                effects.into(),
-                event.into(),
-            ],
-        ))
-        .await?;
-    Ok(confirmed.rows_affected())
+        [
+            saga.into(),
+            instance_id.into(),
+            effects.into(),
+            event.into(),
+        ],
+    )
+    .await?;
+    Ok(confirmed)
 }
 
 /// Records effects just sent that need a confirmation: new rows at attempt 1, or — for an
@@ -239,7 +260,7 @@ pub(crate) async fn record_sent<C: ConnectionTrait>(
     if effects.is_empty() {
         return Ok(());
     }
-    db.execute_raw(statement(
+    execute(db,
         "INSERT INTO saga_effects (saga, instance_id, effect, attempts, first_sent_at, last_sent_at, next_attempt_at)
          SELECT $1, $2, effect, 1, now(), now(), now() + $4::bigint * interval '1 millisecond'
          FROM unnest($3::text[]) AS effect
@@ -258,7 +279,7 @@ pub(crate) async fn record_sent<C: ConnectionTrait>(
             effects.into(),
             millis(first_resend_after).into(),
         ],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -270,19 +291,17 @@ pub(crate) async fn claim_due_timers<C: ConnectionTrait>(
     saga: &str,
     batch: u64,
 ) -> Result<Vec<(Uuid, String)>, DbErr> {
-    let rows = db
-        .query_all_raw(statement(
-            "SELECT id, state FROM saga_instances
+    query(
+        db,
+        "SELECT id, state FROM saga_instances
              WHERE saga = $1 AND deadline_at <= now()
              ORDER BY deadline_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED",
-            [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-        .collect()
+        [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
+        |row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)),
+    )
+    .await
 }
 
 /// Moves an instance's timer `after` into the future (a deadline that could not be applied is
@@ -293,11 +312,12 @@ pub(crate) async fn postpone_timer<C: ConnectionTrait>(
     instance_id: Uuid,
     after: Duration,
 ) -> Result<(), DbErr> {
-    db.execute_raw(statement(
+    execute(
+        db,
         "UPDATE saga_instances SET deadline_at = now() + $3::bigint * interval '1 millisecond'
          WHERE saga = $1 AND id = $2",
         [saga.into(), instance_id.into(), millis(after).into()],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -308,10 +328,11 @@ pub(crate) async fn clear_timer<C: ConnectionTrait>(
     saga: &str,
     instance_id: Uuid,
 ) -> Result<(), DbErr> {
-    db.execute_raw(statement(
+    execute(
+        db,
         "UPDATE saga_instances SET deadline_at = NULL WHERE saga = $1 AND id = $2",
         [saga.into(), instance_id.into()],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -329,25 +350,23 @@ pub(crate) async fn claim_due_effects<C: ConnectionTrait>(
     saga: &str,
     batch: u64,
 ) -> Result<Vec<DueEffect>, DbErr> {
-    let rows = db
-        .query_all_raw(statement(
-            "SELECT instance_id, effect, attempts FROM saga_effects
+    query(
+        db,
+        "SELECT instance_id, effect, attempts FROM saga_effects
              WHERE saga = $1 AND confirmed_at IS NULL AND next_attempt_at <= now()
              ORDER BY next_attempt_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED",
-            [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
+        [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
+        |row| {
             Ok(DueEffect {
                 instance_id: row.try_get_by_index(0)?,
                 effect: row.try_get_by_index(1)?,
                 attempts: row.try_get_by_index(2)?,
             })
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 /// Counts one more attempt of an outstanding effect, due again `after` from now.
@@ -358,7 +377,8 @@ pub(crate) async fn record_resent<C: ConnectionTrait>(
     effect: &str,
     after: Duration,
 ) -> Result<(), DbErr> {
-    db.execute_raw(statement(
+    execute(
+        db,
         "UPDATE saga_effects
          SET attempts = attempts + 1, last_sent_at = now(),
              next_attempt_at = now() + $4::bigint * interval '1 millisecond'
@@ -369,7 +389,7 @@ pub(crate) async fn record_resent<C: ConnectionTrait>(
             effect.into(),
             millis(after).into(),
         ],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -383,7 +403,8 @@ pub(crate) async fn postpone_effect<C: ConnectionTrait>(
     effect: &str,
     after: Duration,
 ) -> Result<(), DbErr> {
-    db.execute_raw(statement(
+    execute(
+        db,
         "UPDATE saga_effects SET next_attempt_at = now() + $4::bigint * interval '1 millisecond'
          WHERE saga = $1 AND instance_id = $2 AND effect = $3",
         [
@@ -392,7 +413,7 @@ pub(crate) async fn postpone_effect<C: ConnectionTrait>(
             effect.into(),
             millis(after).into(),
         ],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -413,15 +434,12 @@ pub(crate) async fn timeline<C: ConnectionTrait>(
     saga: &str,
     instance_id: Uuid,
 ) -> Result<Vec<TransitionRow>, DbErr> {
-    let rows = db
-        .query_all_raw(statement(
-            "SELECT seq, from_state, to_state, event, effects, message_id, at
+    query(
+        db,
+        "SELECT seq, from_state, to_state, event, effects, message_id, at
              FROM saga_transitions WHERE saga = $1 AND instance_id = $2 ORDER BY seq",
-            [saga.into(), instance_id.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
+        [saga.into(), instance_id.into()],
+        |row| {
             Ok(TransitionRow {
                 seq: row.try_get_by_index(0)?,
                 from_state: row.try_get_by_index(1)?,
@@ -431,8 +449,9 @@ pub(crate) async fn timeline<C: ConnectionTrait>(
                 message_id: row.try_get_by_index(5)?,
                 at: row.try_get_by_index(6)?,
             })
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 /// An effect row, as read.
@@ -451,15 +470,12 @@ pub(crate) async fn effects<C: ConnectionTrait>(
     saga: &str,
     instance_id: Uuid,
 ) -> Result<Vec<EffectRow>, DbErr> {
-    let rows = db
-        .query_all_raw(statement(
+    query(
+        db,
             "SELECT effect, attempts, first_sent_at, last_sent_at, next_attempt_at, confirmed_at, confirmed_by
              FROM saga_effects WHERE saga = $1 AND instance_id = $2 ORDER BY first_sent_at, effect",
             [saga.into(), instance_id.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
+        |row| {
             Ok(EffectRow {
                 effect: row.try_get_by_index(0)?,
                 attempts: row.try_get_by_index(1)?,
@@ -470,7 +486,7 @@ pub(crate) async fn effects<C: ConnectionTrait>(
                 confirmed_by: row.try_get_by_index(6)?,
             })
         })
-        .collect()
+    .await
 }
 
 /// Per effect: how many are outstanding and the age of the oldest, in seconds.
@@ -478,20 +494,18 @@ pub(crate) async fn outstanding_summary<C: ConnectionTrait>(
     db: &C,
     saga: &str,
 ) -> Result<Vec<(String, i64, f64)>, DbErr> {
-    let rows = db
-        .query_all_raw(statement(
-            "SELECT effect, count(*), EXTRACT(EPOCH FROM now() - min(first_sent_at))::float8
+    query(
+        db,
+        "SELECT effect, count(*), EXTRACT(EPOCH FROM now() - min(first_sent_at))::float8
              FROM saga_effects WHERE saga = $1 AND confirmed_at IS NULL GROUP BY effect",
-            [saga.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
+        [saga.into()],
+        |row| {
             Ok((
                 row.try_get_by_index(0)?,
                 row.try_get_by_index(1)?,
                 row.try_get_by_index(2)?,
             ))
-        })
-        .collect()
+        },
+    )
+    .await
 }
