@@ -125,14 +125,14 @@ impl<D: Saga> SagaRuntime<D> {
                     event: row
                         .event
                         .map(|name| {
-                            named::<D::Event>(&name)
+                            D::Event::from_name(&name)
                                 .ok_or_else(|| corrupt(format!("unknown event {name:?}")))
                         })
                         .transpose()?,
                     effects: effect_names
                         .iter()
                         .map(|name| {
-                            named::<D::Effect>(name)
+                            D::Effect::from_name(name)
                                 .ok_or_else(|| corrupt(format!("unknown effect {name:?}")))
                         })
                         .collect::<Result<_, _>>()?,
@@ -161,13 +161,13 @@ impl<D: Saga> SagaRuntime<D> {
                 let confirmed = match (row.confirmed_at, row.confirmed_by) {
                     (Some(at), Some(name)) => Some((
                         at,
-                        named::<D::Event>(&name)
+                        D::Event::from_name(&name)
                             .ok_or_else(|| corrupt(format!("unknown event {name:?}")))?,
                     )),
                     _ => None,
                 };
                 Ok(EffectStatus {
-                    effect: named::<D::Effect>(&row.effect)
+                    effect: D::Effect::from_name(&row.effect)
                         .ok_or_else(|| corrupt(format!("unknown effect {:?}", row.effect)))?,
                     attempts: u32::try_from(row.attempts).unwrap_or(0),
                     first_sent_at: row.first_sent_at,
@@ -193,8 +193,4 @@ impl<D: Saga> SagaRuntime<D> {
             });
         self.definition().table().check_path(steps)
     }
-}
-
-fn named<L: Label>(name: &str) -> Option<L> {
-    L::from_name(name)
 }
