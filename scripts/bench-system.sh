@@ -6,16 +6,24 @@
 #   2. latency at 50 % and 80 % of saturation, and at 100 orders/s (with each service's memory);
 #   3. where the CPU goes: CPU time per order of each service, PostgreSQL and RabbitMQ during
 #      the saturation and the 100 orders/s runs (from /proc), and the kernel's share;
-#   4. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
-#      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin).
+#   4. a soak: BENCH_SOAK_MINUTES [20] at 50 % of saturation with the 80/10/10 outcome mix,
+#      per minute p50/p99 POST -> terminal and every service's resident memory (0 skips it);
+#   5. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
+#      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin);
+#   6. the outbox relay beside its closest Rust peer (cargo bench -p outbox --bench relay, and
+#      scripts/bench-peer.sh: hexeract 0.6), in the same run (BENCH_PEER=0 skips it).
 # Results (JSON and SVG reports) go to target/bench/; a summary is printed for BENCHMARKS.md.
+#
+# PostgreSQL is reached over its Unix socket (BENCH_PG_SOCKET [/var/run/postgresql]; empty: TCP
+# loopback), by the services and by pgbench alike, so the ceiling is measured the way it is used.
 #
 # The services run as in production (scripts/run-local.sh): each with its own PostgreSQL role
 # and RabbitMQ user, every API call authenticated. loadgen mints its tokens with the same HS256
 # secret (AUTH_JWT_SECRET, exported here and passed on by run-local.sh) and watches terminal
 # events as the broker's administrator (guest: the services' users may not bind a queue).
 #
-#   scripts/bench-system.sh            (BENCH_SECONDS [30] per load phase, BENCH_CLIENTS [64])
+#   scripts/bench-system.sh   (BENCH_SECONDS [30] per load phase, BENCH_CLIENTS [64],
+#                              BENCH_SOAK_MINUTES [20], BENCH_PEER [1], BENCH_PG_SOCKET)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -23,7 +31,11 @@ out=target/bench
 mkdir -p "$out"
 seconds=${BENCH_SECONDS:-30}
 clients=${BENCH_CLIENTS:-64}
+soak_minutes=${BENCH_SOAK_MINUTES:-20}
 pg=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
+pg_socket=${BENCH_PG_SOCKET-/var/run/postgresql}
+# Query parameters of every benchmark connection: no TLS on loopback, the socket when there is one.
+pg_params="sslmode=disable${pg_socket:+&host=$pg_socket}"
 vhost=saga-bench
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -39,7 +51,7 @@ rabbitmqctl -q add_vhost "$vhost"
 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 
 export DATABASE_SUFFIX=_bench AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
-export RUST_LOG=warn LOG_FORMAT=json ORDER_SAGA_TIMEOUT_SECS=120
+export RUST_LOG=warn LOG_FORMAT=json ORDER_SAGA_TIMEOUT_SECS=120 DATABASE_URL_PARAMS=$pg_params
 # One HS256 secret for the services (run-local.sh passes it on) and loadgen (which reads it from
 # the environment, not from its command line, where ps would show it). Its tokens are HS256
 # without issuer or audience: a key file, issuer or audience inherited from this shell would make
@@ -51,7 +63,10 @@ scripts/run-local.sh start >/dev/null
 trap 'scripts/run-local.sh stop >/dev/null' EXIT
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 [[ $target_dir == /* ]] || target_dir="$root/$target_dir"
-loadgen() { "$target_dir/release/loadgen" --amqp-url "$AMQP_URL" --quiet --settle-timeout 120 "$@"; }
+loadgen() {
+    "$target_dir/release/loadgen" --amqp-url "$AMQP_URL" --quiet --settle-timeout 120 \
+        --watch-pid-dir target/run-local "$@"
+}
 
 # CPU time (clock ticks) by component, summed over live processes: the services, PostgreSQL's
 # backends (which live as long as the services' pools), RabbitMQ's Erlang VM.
@@ -112,35 +127,69 @@ for percent in 50 80; do
 done
 
 say "open loop at 100 orders/s, $seconds s, with each service's resident memory"
-profiled open-100 --rate 100 --duration "$seconds" >"$out/open-100.log" &
-load=$!
-peak=""
-for _ in $(seq "$seconds"); do
-    sleep 1
-    sample=""
-    for svc in order-svc inventory-svc payment-svc notify-svc; do
-        pid=$(cat "target/run-local/$svc.pid")
-        rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
-        sample="$sample $svc=$((rss / 1024))MiB"
-    done
-    peak="$sample"
-done
-wait "$load"
-cat "$out/open-100.log"
-echo "resident memory at the end of the 100 orders/s run:$peak"
+profiled open-100 --rate 100 --duration "$seconds"
+sleep 5
+
+if ((soak_minutes > 0)); then
+    rate=$(python3 -c "print(max(1, int($saturation * 50 / 100)))")
+    say "soak: $soak_minutes min at 50 % of saturation ($rate orders/s), mix 80/10/10, per minute"
+    profiled soak --rate "$rate" --duration "$((soak_minutes * 60))" --window-secs 60
+fi
 
 say "PostgreSQL limit: one saga step per transaction (pgbench, 8 clients, 20 s)"
 psql "$pg/postgres" -X -q -c "CREATE DATABASE pgbench_saga"
 psql "$pg/pgbench_saga" -X -q -f scripts/bench/saga-step-setup.sql
-pgbench -n -c 8 -j 2 -T 20 -f scripts/bench/saga-step.sql "$pg/pgbench_saga?sslmode=disable" | tee "$out/pgbench.txt"
+pgbench -n -c 8 -j 2 -T 20 -f scripts/bench/saga-step.sql "$pg/pgbench_saga?$pg_params" | tee "$out/pgbench.txt"
 psql "$pg/postgres" -X -q -c "DROP DATABASE pgbench_saga WITH (FORCE)"
 
 say "RabbitMQ limits (lapin)"
-RELAY_BENCH_ONLY_RAW=1 cargo bench -q -p outbox --bench relay 2>/dev/null | grep '^|' | tee "$out/rabbitmq.txt"
+if [[ ${BENCH_PEER:-1} == 0 ]]; then
+    RELAY_BENCH_ONLY_RAW=1 cargo bench -q -p outbox --bench relay 2>/dev/null | grep '^|' | tee "$out/rabbitmq.txt"
+else
+    say "the outbox relay and RabbitMQ's limits (cargo bench -p outbox --bench relay)"
+    cargo bench -q -p outbox --bench relay 2>/dev/null | grep '^|' | tee "$out/relay.txt"
+    grep RabbitMQ "$out/relay.txt" >"$out/rabbitmq.txt"
+    say "the relay's peer: hexeract 0.6 (scripts/bench-peer.sh)"
+    scripts/bench-peer.sh 2>"$out/peer.log" | tee "$out/peer.txt"
+fi
 
 say "summary"
 echo "saturation (closed loop, $clients clients waiting for their orders): $saturation completed orders/s"
 cat "$out/saturation.profile.txt" "$out/open-100.profile.txt"
-for run in saturation open-50 open-80 open-100; do
+for run in saturation open-50 open-80 open-100 soak; do
+    [[ -f $out/$run.json ]] || continue
     json "$out/$run.json" "'$run: ' + str(d['throughput']) + ' | POST ms ' + str(d['post_latency_ms']) + ' | to terminal ms ' + str(d['terminal_latency_ms'])"
 done
+json "$out/open-100.json" "'resident memory at 100 orders/s (peak MiB): ' + ', '.join(f\"{m['name']} {m['peak_bytes'] / 2**20:.0f}\" for m in d['memory'])"
+pgbench_rate=$(awk '/^tps/ { print int($3) }' "$out/pgbench.txt")
+python3 -c "print(f'ratio completed orders/s / pgbench saga step: {$saturation} / {$pgbench_rate} = {$saturation / $pgbench_rate:.3f} (issue 15: >= 0.128)')"
+if [[ -f $out/soak.json ]]; then
+    echo "soak, per minute (orders sent in the minute; POST -> terminal; resident memory at its end, MiB):"
+    python3 - "$out/soak.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = sorted({name for w in d["windows"] for name in w["rss_bytes"]})
+print("| minute | sent | completed | cancelled | p50 ms | p99 ms | " + " | ".join(names) + " |")
+print("|---:" * (6 + len(names)) + "|")
+# The windows of the schedule: the settle time after it sends nothing.
+for i, w in enumerate((w for w in d["windows"] if w["sent"] > 0), 1):
+    ms = lambda v: "-" if v is None else f"{v:.0f}"
+    rss = [f"{w['rss_bytes'][n] / 2**20:.0f}" if n in w["rss_bytes"] else "-" for n in names]
+    print(f"| {i} | {w['sent']} | {w['completed']} | {w['cancelled']} | {ms(w['terminal_p50_ms'])} | {ms(w['terminal_p99_ms'])} | " + " | ".join(rss) + " |")
+PY
+fi
+if [[ -f $out/peer.txt ]]; then
+    echo "the relay beside its peer (msg/s; ours / theirs):"
+    python3 - "$out/relay.txt" "$out/peer.txt" <<'PY'
+import re, sys
+def rows(path):
+    for line in open(path):
+        match = re.match(r"\| (.*?) \| ([0-9]+) msg/s \|", line)
+        if match:
+            yield match.group(1), int(match.group(2))
+ours = next(rate for name, rate in rows(sys.argv[1]) if name.startswith("Relay:"))
+print(f"  saga-rs outbox relay: {ours}")
+for name, rate in rows(sys.argv[2]):
+    print(f"  {name.split(':')[0]}: {rate} (ours / theirs = {ours / rate:.1f})")
+PY
+fi

@@ -28,6 +28,8 @@
 #   ORDER_SAGA_TIMEOUT_SECS [30], ORDER_SAGA_RESEND_AFTER_MS [5000], PAYMENT_DEMO_BALANCE [0], NOTIFY_MAX_NOTIFICATIONS [10000]
 #                      passed to the services under the same names as in compose.yaml
 #   READY_TIMEOUT_SECS [90]  how long `start` waits for every GET /health/ready to answer 200
+#   OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables are inherited: set, the
+#                      services export their traces there over OTLP/HTTP
 #
 # The service users keep their default names (AMQP_PRODUCER_USERS is not passed on).
 # Logs go to target/run-local/<svc>.log, process ids to target/run-local/<svc>.pid.

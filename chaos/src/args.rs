@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use testkit::system::{Profile, Svc};
+use testkit::system::{BrokerPlacement, Profile, Svc};
 
 /// The size and shape of a run.
 #[derive(Clone, Debug)]
@@ -24,6 +24,10 @@ pub struct Args {
     pub quiesce_timeout: Duration,
     /// Release binaries (`--release`) instead of debug ones.
     pub profile: Profile,
+    /// The run's broker: a node of its own (the default, so that it can be restarted and put
+    /// under an alarm), a cluster of its own (`--cluster 3`), or the machine's shared broker
+    /// (`--shared-broker`: no broker restart, alarm or node stop).
+    pub broker: BrokerPlacement,
 }
 
 impl Default for Args {
@@ -40,6 +44,7 @@ impl Default for Args {
             saga_timeout_secs: 15,
             quiesce_timeout: Duration::from_secs(180),
             profile: Profile::Debug,
+            broker: BrokerPlacement::OwnNode,
         }
     }
 }
@@ -79,6 +84,14 @@ impl Args {
                     args.quiesce_timeout = Duration::from_secs(number(&flag, arguments.next())?)
                 }
                 "--release" => args.profile = Profile::Release,
+                "--shared-broker" => args.broker = BrokerPlacement::Shared,
+                "--cluster" => {
+                    let nodes = number(&flag, arguments.next())?;
+                    if !(2..=7).contains(&nodes) {
+                        return Err(format!("--cluster takes 2 to 7 nodes, got {nodes}"));
+                    }
+                    args.broker = BrokerPlacement::Cluster(usize::try_from(nodes).unwrap_or(3));
+                }
                 "--replicas" => {
                     let value = arguments
                         .next()
@@ -103,4 +116,4 @@ impl Args {
 
 /// What `--help` prints.
 pub const USAGE: &str = "usage: chaos [--orders N] [--rate N] [--kills N] [--replicas order=2,payment=2] \
-[--seed N] [--saga-timeout SECS] [--quiesce-timeout SECS] [--release]";
+[--seed N] [--saga-timeout SECS] [--quiesce-timeout SECS] [--release] [--cluster NODES | --shared-broker]";

@@ -4,7 +4,7 @@
 //! `user_id` — or consumers would dead-letter them as forgeries and prove nothing).
 
 use contracts::Service;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use testkit::TestVhost;
@@ -22,13 +22,14 @@ impl BrokerAccess {
     /// The URLs and users of `vhost`.
     pub fn of(vhost: &TestVhost) -> BrokerAccess {
         BrokerAccess {
-            admin_url: vhost.url().to_owned(),
+            // Every node's URL, so that the harness reaches a cluster through any node up.
+            admin_url: vhost.urls().join(","),
             services: Service::ALL
                 .iter()
                 .map(|&service| {
                     (
                         service,
-                        vhost.service_url(service),
+                        vhost.service_urls(service).join(","),
                         vhost.service_user(service).to_owned(),
                     )
                 })
@@ -71,11 +72,12 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects to `url` (named `name` in the broker's connection list).
-    pub async fn connect(url: &str, name: &str) -> Result<Publisher, lapin::Error> {
+    /// Connects to `urls` (one node's, or several separated by commas: the first that answers)
+    /// named `name` in the broker's connection list.
+    pub async fn connect(urls: &str, name: &str) -> Result<Publisher, lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(name.to_owned().into());
-        let connection = Connection::connect(url, properties).await?;
+        let connection = connect_any(urls, properties).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -96,22 +98,9 @@ impl Publisher {
         properties: BasicProperties,
         body: &[u8],
     ) -> Published {
-        let confirmed = async {
-            self.channel
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    body,
-                    properties,
-                )
-                .await?
-                .await
-        }
-        .await;
+        let confirmed =
+            testkit::bus::publish_mandatory(&self.channel, exchange, routing_key, body, properties)
+                .await;
         match confirmed {
             Ok(Confirmation::Ack(None)) => Published::Accepted,
             Ok(Confirmation::Ack(Some(returned))) => {
@@ -139,4 +128,24 @@ impl Publisher {
         let _ = self.channel.close(200, "chaos done".into()).await;
         let _ = self.connection.close(200, "chaos done".into()).await;
     }
+}
+
+/// A connection to the first of `urls` (separated by commas) that accepts one.
+pub async fn connect_any(
+    urls: &str,
+    properties: ConnectionProperties,
+) -> Result<Connection, lapin::Error> {
+    let mut last_error = None;
+    for url in urls.split(',') {
+        match Connection::connect(url, properties.clone()).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no broker URL",
+        ))
+    }))
 }

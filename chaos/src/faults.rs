@@ -68,6 +68,16 @@ pub struct FaultLog {
     pub database_cuts: u64,
     /// Outages of every payment-svc replica past the saga deadline.
     pub outages: u64,
+    /// Database outages past the consumers' whole retry budget.
+    pub database_outages: u64,
+    /// Full restarts of the broker (every node of it).
+    pub broker_restarts: u64,
+    /// Nodes of a cluster stopped and brought back.
+    pub nodes_stopped: u64,
+    /// Broker memory alarms raised and lifted.
+    pub broker_alarms: u64,
+    /// Crash loops of one service (and the kills in them).
+    pub crash_loops: u64,
     /// Delivered messages published again.
     pub duplicates: u64,
     /// Poison messages per queue.
@@ -85,14 +95,39 @@ enum Fault {
     Duplicates,
     Poison { huge: bool },
     Forgeries,
+    DatabaseOutage,
+    BrokerRestart,
+    BrokerAlarm,
+    CrashLoop,
 }
 
+/// How long inventory's database stays away in a [`Fault::DatabaseOutage`]: longer than a
+/// consumer's whole retry budget (delays of 1, 5 and 30 s), so that a consumer that blamed the
+/// messages for it would dead-letter them.
+pub const DATABASE_OUTAGE: Duration = Duration::from_secs(40);
+
+/// How long the broker's memory alarm lasts in a [`Fault::BrokerAlarm`].
+pub const BROKER_ALARM: Duration = Duration::from_secs(8);
+
+/// How long a stopped cluster node stays away.
+pub const NODE_DOWN: Duration = Duration::from_secs(15);
+
+/// How many times a [`Fault::CrashLoop`] kills its service, each soon after it started again.
+pub const CRASH_LOOP_KILLS: u32 = 10;
+
 /// A schedule over `run_time`: kills at random moments, one payment outage, one broker and one
-/// database cut, two rounds of poison, two rounds of forgeries, and duplicates every two
-/// seconds.
+/// database cut, two rounds of poison, two rounds of forgeries, duplicates every two seconds —
+/// and the faults production brings: a broker memory alarm, inventory's database away past the
+/// retry budget, a crash loop of order-svc, and a full broker restart (with a broker of the
+/// run's own) or its busiest node stopped (with a cluster).
 fn schedule(rng: &mut Rng, run_time: Duration, kills: u64) -> Vec<(Duration, Fault)> {
     let at = |fraction: f64| run_time.mul_f64(fraction);
-    let mut plan = Vec::new();
+    let mut plan = vec![
+        (at(0.15), Fault::BrokerAlarm),
+        (at(0.25), Fault::DatabaseOutage),
+        (at(0.45), Fault::CrashLoop),
+        (at(0.6), Fault::BrokerRestart),
+    ];
     for _ in 0..kills {
         plan.push((
             at(0.1 + 0.8 * (rng.below(1000) as f64 / 1000.0)),
@@ -229,6 +264,70 @@ pub async fn inject(
                     *log.poison.entry(queue).or_default() += count;
                 }
             }
+            Fault::DatabaseOutage => {
+                system.lock().await.take_database_away(Svc::Inventory).await;
+                log.events.push(format!(
+                    "{elapsed:6.1}s database outage: inventory-svc's database refuses every connection for {DATABASE_OUTAGE:?} (past the consumers' retry budget)"
+                ));
+                log.database_outages += 1;
+                let system = Arc::clone(&system);
+                restarts.spawn(async move {
+                    tokio::time::sleep(DATABASE_OUTAGE).await;
+                    system.lock().await.give_database_back(Svc::Inventory).await;
+                    None
+                });
+            }
+            Fault::BrokerRestart => {
+                // Beside the schedule: a restart takes seconds, a stopped node is away for
+                // longer, and other faults must still come on time.
+                let clustered = system.lock().await.broker_cluster().is_some();
+                let event = match clustered {
+                    true => {
+                        log.nodes_stopped += 1;
+                        format!(
+                            "the cluster node leading most queues stopped for {NODE_DOWN:?}, then started again"
+                        )
+                    }
+                    false => {
+                        log.broker_restarts += 1;
+                        "broker restart: the node stopped and started again".to_owned()
+                    }
+                };
+                log.events.push(format!("{elapsed:6.1}s {event}"));
+                restarts.spawn(restart_broker(Arc::clone(&system)));
+            }
+            Fault::BrokerAlarm => {
+                let raised = tokio::task::block_in_place(|| {
+                    let mut running = system.blocking_lock();
+                    broker_alarm(&mut running, true)
+                });
+                if raised {
+                    log.events.push(format!(
+                        "{elapsed:6.1}s broker memory alarm: publishing blocked for {BROKER_ALARM:?}"
+                    ));
+                    log.broker_alarms += 1;
+                    let system = Arc::clone(&system);
+                    restarts.spawn(async move {
+                        tokio::time::sleep(BROKER_ALARM).await;
+                        tokio::task::block_in_place(|| {
+                            broker_alarm(&mut system.blocking_lock(), false);
+                        });
+                        None
+                    });
+                }
+            }
+            Fault::CrashLoop => {
+                log.events.push(format!(
+                    "{elapsed:6.1}s crash loop: order-svc #0 SIGKILLed {CRASH_LOOP_KILLS} times, each 0.5-2 s after it started again"
+                ));
+                log.crash_loops += 1;
+                log.kills += u64::from(CRASH_LOOP_KILLS);
+                restarts.spawn(crash_loop(
+                    Arc::clone(&system),
+                    Svc::Order,
+                    Rng::new(rng.next_u64()),
+                ));
+            }
             Fault::Forgeries => {
                 let forgeries = forge(&broker, &databases[&Svc::Order], &mut rng).await;
                 let accepted = forgeries
@@ -249,10 +348,8 @@ pub async fn inject(
     }
     while let Some(restarted) = restarts.join_next().await {
         match restarted {
-            Ok((_, _, true)) => {}
-            Ok((svc, replica, false)) => log
-                .events
-                .push(format!("{} #{replica} did not come back", svc.binary())),
+            Ok(None) => {}
+            Ok(Some(failure)) => log.events.push(failure),
             Err(error) => log.events.push(format!("a restart failed: {error}")),
         }
     }
@@ -264,14 +361,101 @@ pub async fn inject(
     log
 }
 
-/// Starts a killed instance again after `pause`; says whether it became ready.
+/// Restarts the broker: a node of the run's own is stopped and started again (every message
+/// it held must survive); in a cluster, the node that leads most of the run's queues is stopped
+/// for [`NODE_DOWN`], then started again (its queues elect new leaders meanwhile). Nothing with
+/// the shared broker. `Some` says what went wrong.
+async fn restart_broker(system: Arc<Mutex<System>>) -> Option<String> {
+    let mut running = system.lock().await;
+    let vhost = running.vhost().name().to_owned();
+    if let Some(node) = running.broker_node() {
+        tokio::task::block_in_place(|| node.restart());
+        return None;
+    }
+    let cluster = running.broker_cluster()?;
+    let busiest = tokio::task::block_in_place(|| busiest_node(cluster, &vhost));
+    tokio::task::block_in_place(|| cluster.stop_node(busiest));
+    drop(running);
+    tokio::time::sleep(NODE_DOWN).await;
+    let mut running = system.lock().await;
+    let cluster = running.broker_cluster()?;
+    tokio::task::block_in_place(|| cluster.start_node(busiest));
+    None
+}
+
+/// The node leading most of the vhost's consumer queues.
+fn busiest_node(cluster: &testkit::rabbit::RabbitCluster, vhost: &str) -> usize {
+    let mut leads = vec![0_usize; cluster.size()];
+    for subscription in SUBSCRIPTIONS {
+        let leader = cluster.leader_of(vhost, &subscription.queue());
+        if let Some(count) = leads.get_mut(leader) {
+            *count += 1;
+        }
+    }
+    leads
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, count)| **count)
+        .map(|(node, _)| node)
+        .unwrap_or(0)
+}
+
+/// Raises (or lifts) a memory alarm on the run's own broker — in a cluster on its first node,
+/// which blocks publishing on every node; `false` when the run uses the shared broker, which no
+/// fault may block.
+fn broker_alarm(system: &mut System, on: bool) -> bool {
+    if let Some(node) = system.broker_node() {
+        node.set_memory_alarm(on);
+        return true;
+    }
+    match system.broker_cluster() {
+        Some(cluster) => {
+            cluster.node(0).set_memory_alarm(on);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Kills `svc` #0 [`CRASH_LOOP_KILLS`] times, each time 0.5–2 s after starting it again (often
+/// before it is even ready, with its queues' backlog prefetched), then lets it run.
+async fn crash_loop(system: Arc<Mutex<System>>, svc: Svc, mut rng: Rng) -> Option<String> {
+    for _ in 0..CRASH_LOOP_KILLS {
+        let mut running = system.lock().await;
+        if running.is_running(svc, 0) {
+            running.kill(svc, 0).await;
+        }
+        running.spawn_instance(svc, 0);
+        drop(running);
+        tokio::time::sleep(Duration::from_millis(rng.between(500, 2_000))).await;
+    }
+    let url = {
+        let mut running = system.lock().await;
+        if running.is_running(svc, 0) {
+            running.kill(svc, 0).await;
+        }
+        running.spawn_instance(svc, 0);
+        running.instance_url(svc, 0)
+    };
+    ready_or_report(svc, 0, &url).await
+}
+
+/// `None` once the instance at `url` is ready; after 90 s, what did not come back.
+async fn ready_or_report(svc: Svc, replica: usize, url: &str) -> Option<String> {
+    match wait_until_ready(url, Duration::from_secs(90)).await {
+        true => None,
+        false => Some(format!("{} #{replica} did not come back", svc.binary())),
+    }
+}
+
+/// Starts a killed instance again after `pause`; `Some` if it did not become ready.
 async fn restart_later(
     system: Arc<Mutex<System>>,
     svc: Svc,
     replica: usize,
     pause: Duration,
     payment_down_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
-) -> (Svc, usize, bool) {
+) -> Option<String> {
     tokio::time::sleep(pause).await;
     // A replica killed just before the payment outage must not come back during it: that would
     // end the outage early (found by a long run whose outage lasted 3 s instead of 18 s).
@@ -286,8 +470,7 @@ async fn restart_later(
         running.spawn_instance(svc, replica);
         running.instance_url(svc, replica)
     };
-    let ready = wait_until_ready(&url, Duration::from_secs(90)).await;
-    (svc, replica, ready)
+    ready_or_report(svc, replica, &url).await
 }
 
 /// Publishes up to five already-delivered messages of each service again, as a broker

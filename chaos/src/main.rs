@@ -39,13 +39,20 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     println!(
-        "chaos: seed {}, {} orders at {}/s, {} kills, replicas {:?}, saga timeout {} s",
-        args.seed, args.orders, args.rate, args.kills, args.replicas, args.saga_timeout_secs
+        "chaos: seed {}, {} orders at {}/s, {} kills, replicas {:?}, saga timeout {} s, broker {:?}",
+        args.seed,
+        args.orders,
+        args.rate,
+        args.kills,
+        args.replicas,
+        args.saga_timeout_secs,
+        args.broker
     );
     let mut rng = Rng::new(args.seed);
     let mut config = SystemConfig {
         saga_timeout_secs: args.saga_timeout_secs,
         profile: args.profile,
+        broker: args.broker,
         ..SystemConfig::default()
     };
     for (&svc, &count) in &args.replicas {
@@ -237,9 +244,14 @@ async fn print_report(
             .count()
     };
     println!(
-        "Faults: {} kills, {} payment outage(s), {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages, {} forgeries ({} taken by the broker, {} refused by it, {} undelivered)",
+        "Faults: {} kills ({} crash loop(s)), {} payment outage(s), {} database outage(s) past the retry budget, {} broker restart(s), {} cluster node(s) stopped, {} broker alarm(s), {} broker cut(s), {} database cut(s), {} duplicates, {} poison messages, {} forgeries ({} taken by the broker, {} refused by it, {} undelivered)",
         log.kills,
+        log.crash_loops,
         log.outages,
+        log.database_outages,
+        log.broker_restarts,
+        log.nodes_stopped,
+        log.broker_alarms,
         log.broker_cuts,
         log.database_cuts,
         log.duplicates,

@@ -81,7 +81,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(forbidden) => forbidden.problem(),
             ApiError::Unreadable(problem) => problem.clone(),
-            ApiError::Database(cause) => Problem::internal(cause),
+            ApiError::Database(cause) => Problem::database(cause),
         };
         problem.into_response()
     }

@@ -30,7 +30,8 @@ struct Variables {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10", value_parser = pool_size)]
     database_max_connections: u32,
     /// The broker, as the service's own user, e.g.
-    /// `amqp://inventory-svc:secret@rabbitmq:5672/%2f`.
+    /// `amqp://inventory-svc:secret@rabbitmq:5672/%2f`; for a cluster, one URL per node separated
+    /// by commas (each connection tries the node that answered last first, then the others).
     #[arg(long, env = "AMQP_URL")]
     amqp_url: String,
     /// The address the HTTP API listens on.

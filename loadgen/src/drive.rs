@@ -16,9 +16,10 @@ use crate::setup::{Fixtures, Tokens};
 /// How orders are sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Shape {
-    /// Open loop: order `k` is sent at `k / rate` seconds after the start, regardless of
-    /// responses. At most `max_in_flight` POSTs are outstanding; an order due while the bound
-    /// is reached is not sent and counts as a (dropped) error.
+    /// Open loop: order `k` is due `k / rate` seconds after the start and sent then,
+    /// regardless of responses; its latencies are measured from that intended instant. At most
+    /// `max_in_flight` POSTs are outstanding; an order due while the bound is reached is not
+    /// sent and counts as a (dropped) error.
     Open {
         /// Orders per second.
         rate: f64,
@@ -85,13 +86,14 @@ impl Driver {
             if stop.orders.is_some_and(|limit| index >= limit) {
                 break;
             }
-            // The schedule is computed from the start, so delays do not accumulate. An instant
-            // past what the clock can represent ends the schedule.
+            // The schedule is computed from the start, so delays do not accumulate; each
+            // order's latencies count from its instant on it, however late it is actually sent
+            // (`Attempt::origin`). An instant past what the clock can represent ends it.
             let due = Duration::try_from_secs_f64(index as f64 / rate)
                 .ok()
                 .filter(|&offset| stop.duration.is_none_or(|duration| offset < duration))
-                .and_then(|offset| self.start.checked_add(offset));
-            let Some(due) = due else {
+                .and_then(|offset| Some((offset, self.start.checked_add(offset)?)));
+            let Some((intended_at, due)) = due else {
                 break;
             };
             tokio::time::sleep_until(due).await;
@@ -99,13 +101,14 @@ impl Driver {
                 Ok(permit) => {
                     let driver = Arc::clone(&self);
                     tasks.spawn(async move {
-                        driver.place(index).await;
+                        driver.place(index, Some(intended_at)).await;
                         drop(permit);
                     });
                 }
                 Err(_) => {
                     let intent = self.fixtures.mix.intent(index);
-                    self.ledger.dropped(index, intent, self.start.elapsed());
+                    self.ledger
+                        .dropped(index, intent, Some(intended_at), self.start.elapsed());
                 }
             }
             index += 1;
@@ -132,7 +135,7 @@ impl Driver {
                     if stop.orders.is_some_and(|limit| index >= limit) {
                         break;
                     }
-                    let placed = driver.place(index).await;
+                    let placed = driver.place(index, None).await;
                     if let (true, Some(order_id)) = (wait_terminal, placed) {
                         driver.until_terminal(order_id).await;
                     }
@@ -151,21 +154,22 @@ impl Driver {
         let _ = tokio::time::timeout(self.settle, terminal).await;
     }
 
-    /// Places order `index`, records the outcome and returns the created order's id.
-    async fn place(&self, index: u64) -> Option<Uuid> {
+    /// Places order `index` (meant to be sent at `intended_at` since the start, in the open
+    /// loop), records the outcome and returns the created order's id.
+    async fn place(&self, index: u64, intended_at: Option<Duration>) -> Option<Uuid> {
         let planned = self.fixtures.order(index);
         self.ledger.sending();
         let sent_at = self.start.elapsed();
-        let sent = Instant::now();
         let result = self.post(&planned).await;
-        let post_latency = sent.elapsed();
+        let answered_at = self.start.elapsed();
         let created = result.as_ref().ok().copied();
         self.ledger.sent(Attempt {
             index,
             intent: planned.intent,
             catalog_total: planned.catalog_total,
+            intended_at,
             sent_at,
-            post_latency: Some(post_latency),
+            answered_at: Some(answered_at),
             result: result.map_err(PostError::Failed),
             terminal: None,
             lookup_error: None,
@@ -186,7 +190,9 @@ impl Driver {
             .json(&planned.request)
             .send()
             .await
-            .map_err(|error| format!("POST /orders failed: {}", crate::error_chain(&error)))?;
+            .map_err(|error| {
+                format!("POST /orders failed: {}", service_kit::error_chain(&error))
+            })?;
         let status = response.status();
         let body = response
             .bytes()

@@ -44,15 +44,28 @@ pub(crate) struct Attempt {
     pub(crate) intent: Intent,
     /// What the order's lines cost at the run's catalog prices.
     pub(crate) catalog_total: i64,
-    /// When the POST was sent (or dropped), since the run's start.
+    /// Open loop: when the schedule meant the order to be sent, since the run's start; `None`
+    /// in the closed loop, which has no schedule.
+    pub(crate) intended_at: Option<Duration>,
+    /// When the POST was actually sent (or dropped), since the run's start.
     pub(crate) sent_at: Duration,
-    /// Send → response; `None` when it was dropped before sending.
-    pub(crate) post_latency: Option<Duration>,
+    /// When the POST's answer (or its failure) came, since the run's start; `None` when the
+    /// order was dropped before sending.
+    pub(crate) answered_at: Option<Duration>,
     /// The created order's id, or why there is none.
     pub(crate) result: Result<Uuid, PostError>,
     pub(crate) terminal: Option<Terminal>,
     /// Why the final lookup could not tell the order's state, if it failed.
     pub(crate) lookup_error: Option<String>,
+}
+
+impl Attempt {
+    /// The instant the order's latencies are measured from: its intended send time when it has
+    /// one (open loop: a generator or a server that falls behind cannot hide latency, no
+    /// coordinated omission), else its actual send.
+    pub(crate) fn origin(&self) -> Duration {
+        self.intended_at.unwrap_or(self.sent_at)
+    }
 }
 
 /// Why an order was not created.
@@ -116,7 +129,7 @@ pub(crate) struct Ledger {
 }
 
 /// A copy of the ledger at the end of the run.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) attempts: Vec<Attempt>,
     pub(crate) undecodable: u64,
@@ -143,15 +156,23 @@ impl Ledger {
         self.record(&mut attempt);
     }
 
-    /// An order that was never sent because the in-flight bound was reached.
-    pub(crate) fn dropped(&self, index: u64, intent: Intent, sent_at: Duration) {
+    /// An order that was never sent because the in-flight bound was reached: it was due at
+    /// `intended_at` and dropped at `sent_at`.
+    pub(crate) fn dropped(
+        &self,
+        index: u64,
+        intent: Intent,
+        intended_at: Option<Duration>,
+        sent_at: Duration,
+    ) {
         Counters::bump(&self.counters.sent);
         let mut attempt = Attempt {
             index,
             intent,
             catalog_total: 0,
+            intended_at,
             sent_at,
-            post_latency: None,
+            answered_at: None,
             result: Err(PostError::Dropped),
             terminal: None,
             lookup_error: None,
@@ -317,8 +338,9 @@ mod tests {
             index,
             intent: Intent::Complete,
             catalog_total: 1_000,
+            intended_at: None,
             sent_at: Duration::from_millis(index),
-            post_latency: Some(Duration::from_millis(3)),
+            answered_at: Some(Duration::from_millis(index + 3)),
             result: Ok(order_id),
             terminal: None,
             lookup_error: None,
@@ -399,7 +421,12 @@ mod tests {
             ledger.sending();
             ledger.sent(created(index as u64, id));
         }
-        ledger.dropped(3, Intent::FailStock, Duration::from_millis(3));
+        ledger.dropped(
+            3,
+            Intent::FailStock,
+            Some(Duration::from_millis(2)),
+            Duration::from_millis(3),
+        );
         ledger.terminal_event(seen, event(Status::Completed, 7));
         ledger.terminal_event(Uuid::now_v7(), event(Status::Completed, 8));
         ledger.looked_up(seen, Ok(None));

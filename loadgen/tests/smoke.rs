@@ -2,15 +2,65 @@
 //! fresh vhost (one least-privilege broker user per service; every API call authenticated).
 //! Asserts on behaviour only (never on timings): every order terminal with its intended outcome
 //! and the completed ones charged at catalog prices, counts that add up, ordered percentiles, the
-//! JSON and SVG files.
+//! latency origin, windows that account for every order, the services' resident memory (watched
+//! through a directory of pid files, as `scripts/run-local.sh` writes them, and the test process
+//! itself by `--watch-process`), the JSON and SVG files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 
 use clap::Parser;
+use loadgen::report::LatencyOrigin;
 use loadgen::{Config, Intent, Report, Status};
 use testkit::system::{Svc, System, SystemConfig};
+
+/// The names the services' memory is reported under (their pid files'), and this process's.
+const WATCHED: [&str; 5] = [
+    "inventory-svc",
+    "loadgen-test",
+    "notify-svc",
+    "order-svc",
+    "payment-svc",
+];
+
+/// Writes `<binary>.pid` into `dir` for each of `system`'s service processes: this process's
+/// children that run a service binary with the system's vhost in their environment.
+fn write_pid_files(system: &System, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let me = std::process::id().to_string();
+    let mut written = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; the command name may hold spaces, so split after `)`.
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let comm = head.split_once(" (").map_or("", |(_, comm)| comm);
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        let (state, ppid) = (fields.first().copied(), fields.get(1).copied());
+        let service = Svc::ALL.iter().any(|svc| svc.binary() == comm);
+        if !service || ppid != Some(me.as_str()) || matches!(state, Some("Z" | "X")) {
+            continue;
+        }
+        let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+        if !String::from_utf8_lossy(&environ).contains(system.vhost().name()) {
+            continue;
+        }
+        let pid = path.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(dir.join(format!("{comm}.pid")), pid).unwrap();
+        written.push(comm.to_owned());
+    }
+    written.sort();
+    assert_eq!(
+        written,
+        ["inventory-svc", "notify-svc", "order-svc", "payment-svc"],
+        "one process per service"
+    );
+}
 
 /// A scratch directory for the output files, removed when dropped.
 struct Scratch(PathBuf);
@@ -42,6 +92,8 @@ fn config(system: &System, scratch: &Scratch, load: &[&str]) -> Config {
         system.url(Svc::Payment),
     );
     let (json, svg) = (scratch.path("report.json"), scratch.path("report.svg"));
+    let pids = scratch.path("pids");
+    write_pid_files(system, &pids);
     let mut args = vec![
         "loadgen".to_owned(),
         "--order-url".to_owned(),
@@ -59,6 +111,12 @@ fn config(system: &System, scratch: &Scratch, load: &[&str]) -> Config {
         "--svg".to_owned(),
         svg.display().to_string(),
         "--quiet".to_owned(),
+        "--window-secs".to_owned(),
+        "0.5".to_owned(),
+        "--watch-pid-dir".to_owned(),
+        pids.display().to_string(),
+        "--watch-process".to_owned(),
+        format!("loadgen-test={}", std::process::id()),
     ];
     args.extend(load.iter().map(|arg| (*arg).to_owned()));
     Config::try_parse_from(args).unwrap()
@@ -147,6 +205,59 @@ fn check(report: &Report, scratch: &Scratch, expected_attempts: u64) {
     assert!(report.phases.drive_secs <= report.phases.span_secs);
     assert!(report.phases.span_secs <= report.phases.total_secs);
 
+    // Latency from the intended send in the open loop (and how late loadgen sent), from the
+    // actual send in the closed loop.
+    let open = report.load.shape == "open";
+    let origin = match open {
+        true => LatencyOrigin::IntendedSend,
+        false => LatencyOrigin::ActualSend,
+    };
+    assert_eq!(report.latency_origin, origin);
+    assert_eq!(report.send_lag_ms.is_some(), open);
+    if let Some(lag) = report.send_lag_ms {
+        assert_eq!(lag.count as u64, counts.attempted);
+        assert!(lag.min >= 0.0 && lag.p99 <= lag.max);
+    }
+    assert!(table.contains(origin.describe()), "{table}");
+
+    // Windows of 0.5 s cover the run and account for every order and every event.
+    assert!(report.windows.len() >= 2, "{table}");
+    let windows = &report.windows;
+    assert_eq!(windows[0].start_secs, 0.0);
+    assert!(
+        windows
+            .windows(2)
+            .all(|pair| pair[0].end_secs == pair[1].start_secs)
+    );
+    assert_eq!(windows.last().unwrap().end_secs, report.phases.total_secs);
+    assert_eq!(
+        windows.iter().map(|w| w.sent).sum::<u64>(),
+        counts.attempted
+    );
+    let ended: u64 = windows.iter().map(|w| w.completed + w.cancelled).sum();
+    assert_eq!(ended, counts.terminal_by_event);
+    assert!(windows.iter().any(|w| w.terminal_p99_ms.is_some()));
+    assert!(table.contains("Per 0.5 s window"), "{table}");
+
+    // Every service's resident memory, and this process's, sampled once a second.
+    let names: Vec<&str> = report.memory.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, WATCHED, "{table}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .all(|note| !note.contains("resident memory")),
+        "{table}"
+    );
+    for process in &report.memory {
+        assert!(!process.samples.is_empty(), "{process:?}");
+        let (peak, last) = (process.peak_bytes.unwrap(), process.last_bytes.unwrap());
+        assert!(last > 1024 * 1024 && last <= peak, "{process:?}");
+        assert!(windows[0].rss_bytes.contains_key(&process.name), "{table}");
+    }
+    assert!(table.contains("Resident memory (MiB)"), "{table}");
+    assert!(table.contains("order-svc (pid "), "{table}");
+
     // The JSON file is the report (floats compared to their last digit: JSON text is decimal).
     let json = std::fs::read_to_string(scratch.path("report.json")).unwrap();
     let parsed: Report = serde_json::from_str(&json).unwrap();
@@ -157,17 +268,35 @@ fn check(report: &Report, scratch: &Scratch, expected_attempts: u64) {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_close(&value, &serde_json::to_value(report).unwrap(), "report");
     assert_eq!(value["passed"], true);
+    // The paths scripts/bench-system.sh reads.
     assert_eq!(value["counts"]["created"], counts.created);
+    assert!(value["throughput"]["completed_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(value["post_latency_ms"]["p99"].is_number());
+    assert!(value["terminal_latency_ms"]["p99"].is_number());
+    assert_eq!(value["memory"].as_array().unwrap().len(), WATCHED.len());
 
     // The SVG file is one self-contained SVG document.
     let svg = std::fs::read_to_string(scratch.path("report.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
     assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<svg").count(), 1);
     assert!(svg.contains(&report.run_id));
-    assert!(
-        svg.contains("<polyline") || svg.contains("<circle"),
-        "no data drawn"
-    );
+    for title in [
+        "Throughput per second",
+        "Latency per second",
+        "Latency per 0.5 s window",
+        "POST → terminal latency distribution",
+        "Resident memory (VmRSS)",
+    ] {
+        assert!(svg.contains(title), "no {title:?} in the SVG");
+    }
+    for name in WATCHED {
+        assert!(
+            svg.contains(&format!(">\n{name}\n</text>")),
+            "no legend for {name}"
+        );
+    }
+    assert!(svg.matches("<polyline").count() >= 10, "no data drawn");
     assert!(svg.contains("<rect"), "no histogram bar");
     assert!(!svg.contains("<script") && !svg.contains("href="));
 }

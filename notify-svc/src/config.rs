@@ -28,7 +28,9 @@ pub const DEFAULT_MAX_NOTIFICATIONS: NonZeroUsize = match NonZeroUsize::new(10_0
 #[derive(Parser)]
 #[command(name = "notify-svc")]
 struct Variables {
-    /// The broker, as the service's own user, e.g. `amqp://notify-svc:secret@rabbitmq:5672/%2f`.
+    /// The broker, as the service's own user, e.g.
+    /// `amqp://notify-svc:secret@rabbitmq:5672/%2f`; for a cluster, one URL per node separated
+    /// by commas (each connection tries the node that answered last first, then the others).
     #[arg(long, env = "AMQP_URL")]
     amqp_url: String,
     /// The address the HTTP API listens on.

@@ -25,9 +25,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::cancel::{self, Cancellation};
-use crate::representation::{ListOrders, Order, OrderPage, SagaDefinition};
+use crate::representation::{
+    ActivityWindow, ListOrders, Order, OrderPage, SagaActivity, SagaDefinition,
+};
 use crate::store::{self, ListFilter, OrderRuntime, Placed};
 use crate::validation::{PlaceOrder, Refusal, Violation, idempotency_key, validate};
+
+/// The longest wait `GET /orders?waiting_longer_than_secs=` takes: a year.
+const MAX_WAITING_SECS: u32 = 31_536_000;
 
 /// The header that makes `POST /orders` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -111,7 +116,7 @@ impl IntoResponse for ApiError {
             ApiError::NotCancellable { .. } => {
                 Problem::new(StatusCode::CONFLICT, "Not cancellable").with_detail(self.to_string())
             }
-            ApiError::Database(cause) => Problem::internal(cause),
+            ApiError::Database(cause) => Problem::database(cause),
             ApiError::Saga(cause) => Problem::internal(cause),
         };
         problem.into_response()
@@ -250,6 +255,14 @@ async fn list_orders(
             message: format!("must be between 1 and 100, got {limit}"),
         });
     }
+    if let Some(waiting) = query.waiting_longer_than_secs
+        && waiting > MAX_WAITING_SECS
+    {
+        violations.push(Violation {
+            field: "waiting_longer_than_secs".into(),
+            message: format!("must be at most {MAX_WAITING_SECS} (a year), got {waiting}"),
+        });
+    }
     if !violations.is_empty() {
         return Err(ApiError::Invalid(violations));
     }
@@ -257,6 +270,11 @@ async fn list_orders(
         status: status.flatten(),
         customer_id,
         before: query.cursor,
+        created_after: query.created_after,
+        created_before: query.created_before,
+        waiting_longer_than: query
+            .waiting_longer_than_secs
+            .map(|seconds| std::time::Duration::from_secs(u64::from(seconds))),
         limit: limit.unsigned_abs(),
     };
     let records = store::list(&state.db, &state.runtime, &filter).await?;
@@ -290,6 +308,37 @@ fn listed_customer(caller: &Caller, asked: Option<Uuid>) -> Result<Option<Uuid>,
 #[utoipa::path(get, path = "/saga", responses((status = 200, body = SagaDefinition)))]
 async fn saga(_caller: Caller) -> ApiJson<SagaDefinition> {
     ApiJson(SagaDefinition::of_the_order_saga())
+}
+
+/// The order saga at work: how many orders each state holds now and how many steps took each
+/// edge of the table in the last `window_secs` (default: the last hour). Operators only.
+#[utoipa::path(
+    get, path = "/saga/activity",
+    params(ActivityWindow),
+    responses(
+        (status = 200, body = SagaActivity),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an operator", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn saga_activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ActivityWindow>,
+) -> Result<ApiJson<SagaActivity>, ApiError> {
+    caller.require_operator()?;
+    let window_secs = query.window_secs.unwrap_or(3_600);
+    if !(1..=86_400).contains(&window_secs) {
+        return Err(ApiError::Invalid(vec![Violation {
+            field: "window_secs".into(),
+            message: format!("must be between 1 and 86400, got {window_secs}"),
+        }]));
+    }
+    let since = chrono::Utc::now() - chrono::Duration::seconds(i64::from(window_secs));
+    let activity = state.runtime.activity(&state.db, since).await?;
+    Ok(ApiJson(SagaActivity::from_activity(activity)))
 }
 
 /// Cancels an order that is not paid yet, through the saga table: a `Pending` or `Reserved`
@@ -334,5 +383,6 @@ pub fn routes(state: AppState) -> OpenApiRouter {
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
         .routes(routes!(saga))
+        .routes(routes!(saga_activity))
         .with_state(state)
 }

@@ -39,6 +39,10 @@ pub struct Step {
     pub at: DateTime<Utc>,
     /// What the saga asked for.
     pub effects: Vec<String>,
+    /// The message that carried the event (absent for a step the service took itself: a
+    /// deadline, a cancellation asked over the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
 }
 
 /// An effect the saga sent and still awaits the confirmation of; it is re-sent, with growing
@@ -90,6 +94,10 @@ pub struct Order {
     /// lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub awaiting_confirmation: Option<Vec<AwaitingEffect>>,
+    /// The W3C trace id of the trace the order was placed in: every service's work for it is
+    /// in that trace (left out of lists, and when it was placed outside any trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Order {
@@ -128,6 +136,7 @@ impl Order {
                         event: event.name().to_owned(),
                         at: entry.at,
                         effects: names(&entry.effects),
+                        message_id: entry.message_id,
                     })
                 })
                 .collect()
@@ -157,6 +166,7 @@ impl Order {
             cancellation_reason: data.cancellation_reason,
             timeline,
             awaiting_confirmation,
+            trace_id: record.trace_id,
         }
     }
 }
@@ -209,6 +219,14 @@ pub struct ListOrders {
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
+    /// Only orders placed at or after this moment (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only orders placed before this moment (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only orders still under way that have not moved for at least this many seconds: the
+    /// stuck ones.
+    #[param(minimum = 0, maximum = 31_536_000)]
+    pub waiting_longer_than_secs: Option<u32>,
 }
 
 /// One row of the saga table.
@@ -286,6 +304,82 @@ impl SagaDefinition {
                 .collect(),
             mermaid: ORDER_SAGA.to_mermaid(),
             dot: ORDER_SAGA.to_dot(),
+        }
+    }
+}
+
+/// The window of `GET /saga/activity`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityWindow {
+    /// Count the steps of this many last seconds, 1–86400 (default 3600: the last hour).
+    #[param(minimum = 1, maximum = 86_400)]
+    pub window_secs: Option<u32>,
+}
+
+/// How many orders one state holds now.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StateActivity {
+    /// The state.
+    pub state: String,
+    /// Orders in it now.
+    pub orders: u64,
+}
+
+/// How many steps took one edge of the table in the window.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EdgeActivity {
+    /// The state before; absent for orders placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The event; absent for orders placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// Steps in the window.
+    pub steps: u64,
+}
+
+/// The order saga at work: orders by state now, steps by edge in the window.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SagaActivity {
+    /// Where the window starts.
+    pub since: DateTime<Utc>,
+    /// Every state of the table, in its order, with its orders (zero included).
+    pub states: Vec<StateActivity>,
+    /// Every edge taken in the window, most taken first.
+    pub edges: Vec<EdgeActivity>,
+}
+
+impl SagaActivity {
+    /// The runtime's activity, named as the API names states and events.
+    pub fn from_activity(
+        activity: saga_runtime::Activity<
+            saga_core::order::OrderState,
+            saga_core::order::OrderEvent,
+        >,
+    ) -> SagaActivity {
+        SagaActivity {
+            since: activity.since,
+            states: activity
+                .in_state
+                .into_iter()
+                .map(|(state, orders)| StateActivity {
+                    state: state.name().to_owned(),
+                    orders,
+                })
+                .collect(),
+            edges: activity
+                .edges
+                .into_iter()
+                .map(|edge| EdgeActivity {
+                    from: edge.from.map(|state| state.name().to_owned()),
+                    event: edge.event.map(|event| event.name().to_owned()),
+                    to: edge.to.name().to_owned(),
+                    steps: edge.steps,
+                })
+                .collect(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct OrderRecord {
     pub deadline_at: Option<DateTime<Utc>>,
     /// The saga's last write.
     pub updated_at: DateTime<Utc>,
+    /// The trace it was placed in (a detailed read only).
+    pub trace_id: Option<String>,
     /// Its saga steps, in order (empty when listing).
     pub timeline: Vec<TimelineEntry<OrderState, OrderEvent, OrderEffect>>,
     /// The effects still awaiting their confirmation (empty when listing).
@@ -195,6 +197,7 @@ async fn with_saga<C: ConnectionTrait>(
         data: instance.data,
         deadline_at: instance.deadline_at,
         updated_at: instance.updated_at,
+        trace_id: instance.trace_id,
         timeline,
         awaiting,
     })
@@ -209,6 +212,12 @@ pub struct ListFilter {
     pub customer_id: Option<Uuid>,
     /// Only orders older than this one (the previous page's last id).
     pub before: Option<Uuid>,
+    /// Only orders placed at or after this moment.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only orders placed before this moment.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only orders that are not terminal and have not moved for at least this long (a jam).
+    pub waiting_longer_than: Option<std::time::Duration>,
     /// At most this many.
     pub limit: u64,
 }
@@ -239,6 +248,23 @@ pub async fn list<C: ConnectionTrait>(
     }
     if let Some(before) = filter.before {
         condition(&mut sql, "o.id <", before.into());
+    }
+    if let Some(created_after) = filter.created_after {
+        condition(&mut sql, "o.created_at >=", created_after.into());
+    }
+    if let Some(created_before) = filter.created_before {
+        condition(&mut sql, "o.created_at <", created_before.into());
+    }
+    if let Some(waiting) = filter.waiting_longer_than {
+        condition(
+            &mut sql,
+            "s.updated_at <= now() - interval '1 second' *",
+            waiting.as_secs_f64().into(),
+        );
+        // The terminal states' names come from the table, never from the request.
+        for terminal in saga_runtime::Saga::table(runtime.definition()).terminal {
+            sql.push_str(&format!(" AND s.state <> '{}'", terminal.name()));
+        }
     }
     let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
     values.push(limit.into());
@@ -272,6 +298,7 @@ fn listed(runtime: &OrderRuntime, row: &QueryResult) -> Result<OrderRecord, Runt
             .map_err(|error| corrupt(format!("its data does not decode: {error}")))?,
         deadline_at: row.try_get_by_index(5)?,
         updated_at: row.try_get_by_index(6)?,
+        trace_id: None,
         timeline: Vec::new(),
         awaiting: Vec::new(),
     })

@@ -517,3 +517,106 @@ async fn lists_page_newest_first_and_the_saga_is_served_as_run() {
     let request = &schemas["PlaceOrderLine"]["properties"];
     assert!(request.get("unit_price").is_none(), "{request}");
 }
+
+#[tokio::test]
+async fn lists_filter_by_time_and_by_waiting_and_the_activity_counts_states_and_edges() {
+    let service = start(Duration::from_secs(30)).await;
+    let customer = auth::customer();
+    let placed_from = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(id_of(&place(&service, customer, &[("widget", 1)]).await).to_string());
+    }
+    let response = service
+        .request("POST", &format!("/orders/{}/cancel", ids[0]), None, &[])
+        .await;
+    assert_eq!(response.status(), 200);
+    let hour_later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let encoded = |moment: &str| moment.replace('+', "%2B");
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let cases = [
+        (
+            format!("created_after={}", encoded(&placed_from.to_rfc3339())),
+            all.clone(),
+        ),
+        (format!("created_after={}", encoded(&hour_later)), vec![]),
+        (
+            format!("created_before={}", encoded(&hour_later)),
+            all.clone(),
+        ),
+        // The cancelled order is done: only the two still pending are waiting.
+        (
+            "waiting_longer_than_secs=0".to_owned(),
+            vec![&ids[1], &ids[2]],
+        ),
+        ("waiting_longer_than_secs=3600".to_owned(), vec![]),
+    ];
+    for (query, expected) in cases {
+        let (status, page) = service.get_json(&format!("/orders?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let mut listed: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|order| order["id"].as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{query}");
+    }
+
+    let (status, activity) = service.get_json("/saga/activity").await;
+    assert_eq!(status, 200, "{activity}");
+    let in_state = |state: &str| {
+        activity["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["state"] == state)
+            .map(|entry| entry["orders"].as_u64().unwrap())
+    };
+    assert_eq!(
+        (
+            in_state("Pending"),
+            in_state("Cancelled"),
+            in_state("Completed")
+        ),
+        (Some(2), Some(1), Some(0))
+    );
+    let edges: Vec<(Option<&str>, &str, u64)> = activity["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            (
+                edge["from"].as_str(),
+                edge["to"].as_str().unwrap(),
+                edge["steps"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [(None, "Pending", 3), (Some("Pending"), "Cancelled", 1)]
+    );
+    let (status, problem) = service.get_json("/saga/activity?window_secs=0").await;
+    let fields: Vec<String> = problem_fields(&problem)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect();
+    assert_eq!(
+        (status.as_u16(), fields),
+        (422, vec!["window_secs".to_owned()])
+    );
+    let response = service
+        .request_as(
+            &Identity::Customer(customer),
+            "GET",
+            "/saga/activity",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), 403, "the activity is an operator's");
+}

@@ -1,5 +1,7 @@
 //! Connecting to RabbitMQ, and backing off while it is away.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
@@ -8,31 +10,85 @@ use tokio_util::sync::CancellationToken;
 
 use crate::topology::Topology;
 
+/// How long one attempt to open a connection to one node may take: a node that does not answer
+/// (stopped, partitioned away) must not keep the others from being tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the broker is, who we are there, and what topology to expect. Cheap to clone.
+///
+/// The broker may be a cluster: `url` may list one URL per node, separated by commas
+/// (`amqp://u:p@rabbit-1:5672/v,amqp://u:p@rabbit-2:5672/v`). Every connection tries the node
+/// that answered last first, then the others in turn, so a stopped node costs one failed
+/// attempt, not an outage. The URLs must name the same user and vhost.
 #[derive(Clone, Debug)]
 pub struct Broker {
-    url: String,
+    urls: Arc<[String]>,
+    /// The node to try first: the last one that accepted a connection (shared by clones).
+    preferred: Arc<AtomicUsize>,
     user: String,
     topology: Topology,
     queues: Vec<String>,
 }
 
 impl Broker {
-    /// A broker at `url` (`amqp://user:pass@host:5672/vhost`) with the given topology.
+    /// A broker at `url` (`amqp://user:pass@host:5672/vhost`, or several such URLs separated
+    /// by commas for the nodes of a cluster) with the given topology.
     pub fn new(url: impl Into<String>, topology: Topology) -> Broker {
         let url = url.into();
+        let urls: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
         // AMQP's default user when the URL names none; a URL that does not parse fails at
         // connection time with the parser's reason.
-        let user = url
-            .parse::<lapin::uri::AMQPUri>()
+        let user = urls
+            .first()
+            .and_then(|url| url.parse::<lapin::uri::AMQPUri>().ok())
             .map(|uri| uri.authority.userinfo.username)
-            .unwrap_or_else(|_| "guest".to_owned());
+            .unwrap_or_else(|| "guest".to_owned());
         Broker {
-            url,
+            urls: urls.into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
             user,
             topology,
             queues: Vec::new(),
         }
+    }
+
+    /// Opens a connection to the first node that accepts one, starting with the preferred.
+    async fn open(&self, properties: ConnectionProperties) -> Result<Connection, lapin::Error> {
+        let nodes = self.urls.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no broker URL given",
+        ));
+        for attempt in 0..nodes {
+            let node = (first + attempt) % nodes;
+            let connecting = Connection::connect(&self.urls[node], properties.clone());
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                Ok(Ok(connection)) => {
+                    self.preferred.store(node, Ordering::Relaxed);
+                    return Ok(connection);
+                }
+                Ok(Err(error)) => last_error = error,
+                Err(_elapsed) => {
+                    last_error = lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "broker node {} did not answer within {CONNECT_TIMEOUT:?}",
+                            node + 1
+                        ),
+                    ));
+                }
+            }
+            if nodes > 1 {
+                tracing::warn!(node = node + 1, nodes, cause = %last_error, "a broker node refused a connection; trying the next");
+            }
+        }
+        Err(last_error)
     }
 
     /// The queues this process consumes: checked to exist when the topology cannot be declared
@@ -64,7 +120,7 @@ impl Broker {
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(name.to_owned().into());
-        let connection = Connection::connect(&self.url, properties).await?;
+        let connection = self.open(properties).await?;
         let missing = match self.topology.verify(&connection, &self.queues).await {
             Ok(()) => return Ok(connection),
             Err(missing) => missing,
@@ -93,12 +149,6 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         Ok(channel)
-    }
-
-    /// Checks that the broker accepts a connection (for readiness probes).
-    pub async fn check(&self) -> Result<(), lapin::Error> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
-        connection.close(200, "readiness check".into()).await
     }
 }
 

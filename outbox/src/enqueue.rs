@@ -78,19 +78,11 @@ pub async fn enqueue_all<C: ConnectionTrait>(db: &C, messages: &[NewMessage]) ->
     if messages.is_empty() {
         return Ok(());
     }
-    let rows = messages.iter().map(|message| outbox_message::ActiveModel {
-        id: ActiveValue::Set(message.id),
-        seq: ActiveValue::NotSet,
-        message_type: ActiveValue::Set(message.message_type.clone()),
-        payload: ActiveValue::Set(message.payload.clone()),
-        correlation_id: ActiveValue::Set(message.correlation_id),
-        causation_id: ActiveValue::Set(message.causation_id),
-        headers: ActiveValue::Set(serde_json::Value::Object(message.headers.clone())),
-        occurred_at: ActiveValue::Set(message.occurred_at),
-        processed_at: ActiveValue::Set(None),
-        attempts: ActiveValue::Set(0),
-        last_error: ActiveValue::Set(None),
-        next_attempt_at: ActiveValue::Set(None),
+    let rows = messages.iter().map(|message| {
+        // The trace of whatever enqueues the message travels with it (crate::trace).
+        let mut headers = message.headers.clone();
+        crate::trace::capture_into(&mut headers);
+        row(message, headers)
     });
     outbox_message::Entity::insert_many(rows)
         .exec_without_returning(db)
@@ -99,6 +91,27 @@ pub async fn enqueue_all<C: ConnectionTrait>(db: &C, messages: &[NewMessage]) ->
     // relay themselves.
     let _ = ENQUEUED.try_with(|enqueued| enqueued.set(true));
     Ok(())
+}
+
+/// The outbox row of `message`, with `headers`.
+fn row(
+    message: &NewMessage,
+    headers: serde_json::Map<String, serde_json::Value>,
+) -> outbox_message::ActiveModel {
+    outbox_message::ActiveModel {
+        id: ActiveValue::Set(message.id),
+        seq: ActiveValue::NotSet,
+        message_type: ActiveValue::Set(message.message_type.clone()),
+        payload: ActiveValue::Set(message.payload.clone()),
+        correlation_id: ActiveValue::Set(message.correlation_id),
+        causation_id: ActiveValue::Set(message.causation_id),
+        headers: ActiveValue::Set(serde_json::Value::Object(headers)),
+        occurred_at: ActiveValue::Set(message.occurred_at),
+        processed_at: ActiveValue::Set(None),
+        attempts: ActiveValue::Set(0),
+        last_error: ActiveValue::Set(None),
+        next_attempt_at: ActiveValue::Set(None),
+    }
 }
 
 /// Wraps `message` in a new message (fresh id, produced now) caused by `causation_id` and

@@ -27,6 +27,10 @@ pub const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 pub const ORIGINAL_USER_ID: &str = "x-original-user-id";
 /// Header: the queue a dead-lettered or retried message came from.
 pub const ORIGINAL_QUEUE: &str = "x-original-queue";
+/// Header: when the consumer runner dead-lettered the message, RFC 3339 UTC.
+pub const DEAD_LETTERED_AT: &str = "x-dead-lettered-at";
+/// Header: how many times an operator sent the message back from its dead-letter queue.
+pub const REDRIVEN: &str = "x-redriven";
 
 /// `occurred_at` as written in [`OCCURRED_AT`]: RFC 3339, UTC, microseconds.
 pub fn format_occurred_at(occurred_at: DateTime<Utc>) -> String {

@@ -128,9 +128,12 @@
 
 pub mod broker;
 pub mod consumer;
+pub mod dead_letters;
 pub mod enqueue;
 pub mod entity;
+pub mod failure;
 pub mod headers;
+pub mod health;
 pub mod message;
 pub mod migration;
 pub mod provision;
@@ -140,6 +143,7 @@ pub mod runtime;
 pub mod sender;
 pub mod stats;
 pub mod topology;
+pub mod trace;
 pub mod wire;
 
 pub use broker::{Backoff, Broker};
@@ -147,6 +151,7 @@ pub use consumer::{
     ConsumerConfig, ConsumerRunner, Handler, HandlerError, InMemoryProcessor, ProcessError,
     Processor, Received, StatelessHandler, TransactionalProcessor, Verdict,
 };
+pub use dead_letters::{DeadLetter, DeadLetterQueues};
 pub use enqueue::{EnqueueError, OutboxSignal, enqueue, enqueue_all, enqueue_message};
 pub use message::{Inbound, Incoming, NewMessage, Outbound, Publish};
 pub use migration::{OutboxMigrator, PoolOptions, connect, migrate};

@@ -119,6 +119,10 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), Db
     // Any constant works as long as every service uses the same one for its own database.
     const MIGRATION_LOCK: i64 = 0x5A6A_0001;
     let transaction = db.begin().await?;
+    // A migration may rewrite a large table: the pool's statement timeout is for traffic.
+    transaction
+        .execute_unprepared("SET LOCAL statement_timeout = 0")
+        .await?;
     transaction
         .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await?;
@@ -137,6 +141,15 @@ pub struct PoolOptions {
     pub max_connections: u32,
     /// How long a caller waits for a free connection before failing.
     pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL's `statement_timeout` for every connection: a statement stuck behind a lock
+    /// fails after this long (an infrastructure failure, which pauses the consumer without
+    /// spending the message's attempts) instead of holding a connection for ever. Migrations
+    /// lift it for their own transaction.
+    pub statement_timeout: std::time::Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`: the server ends a session that sat
+    /// idle inside a transaction this long — the backstop that keeps a stuck task from holding
+    /// row locks and a connection, and from holding back vacuum, however it got stuck.
+    pub idle_in_transaction_timeout: std::time::Duration,
 }
 
 impl Default for PoolOptions {
@@ -145,15 +158,29 @@ impl Default for PoolOptions {
             min_connections: 2,
             max_connections: 10,
             acquire_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(30),
+            idle_in_transaction_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
 
 /// Connects a pool to `url` with settings fit for a service: connections established ahead of
 /// need, no per-statement logging (tracing spans stay), no round trip to test a connection that
-/// was in use a moment ago.
+/// was in use a moment ago, and the server-side timeouts of [`PoolOptions`] set on every
+/// session (in the start-up packet: no extra round trip).
 pub async fn connect(url: &str, options: &PoolOptions) -> Result<DatabaseConnection, DbErr> {
+    let session_settings = [
+        (
+            "statement_timeout",
+            options.statement_timeout.as_millis().to_string(),
+        ),
+        (
+            "idle_in_transaction_session_timeout",
+            options.idle_in_transaction_timeout.as_millis().to_string(),
+        ),
+    ];
     let mut connect = sea_orm::ConnectOptions::new(url);
+    connect.map_sqlx_postgres_opts(move |postgres| postgres.options(session_settings.clone()));
     connect
         .min_connections(std::cmp::min(
             options.min_connections,

@@ -12,7 +12,7 @@
 //!   keys of the types it produces), and to the retry and dead-letter exchanges its consumer
 //!   republishes failures into. An account that produces nothing may not write to the exchange
 //!   at all;
-//! - **read** its own queues only.
+//! - **read** its own queues and their dead-letter queues only.
 //!
 //! The retry and dead-letter exchanges are shared: any service user can put a message into
 //! another service's retry path or dead-letter queue. What it cannot do is make the message
@@ -20,7 +20,7 @@
 
 use serde_json::{Value, json};
 
-use crate::topology::{DEAD_LETTER_EXCHANGE, REQUEUE_EXCHANGE, Topology, dead_letter_queue};
+use crate::topology::{Argument, DEAD_LETTER_EXCHANGE, Topology, dead_letter_queue};
 
 /// A broker user and its password, for the definitions document (which stores only a salted
 /// hash).
@@ -95,10 +95,12 @@ impl Provisioning {
             if !account.produces.is_empty() {
                 writable.insert(0, regex_escape(exchange));
             }
+            // Its queues, and their dead-letter queues (which an operator lists, redrives and
+            // discards through the service).
             let readable: Vec<String> = account
                 .queues
                 .iter()
-                .map(|queue| regex_escape(queue))
+                .flat_map(|queue| [regex_escape(queue), regex_escape(&dead_letter_queue(queue))])
                 .collect();
             permissions.push(json!({
                 "user": credentials.user, "vhost": vhost,
@@ -133,92 +135,53 @@ impl Provisioning {
     }
 
     fn exchanges(&self) -> Vec<Value> {
-        let exchange = |name: &str, kind: &str| {
-            json!({
-                "name": name, "vhost": self.vhost, "type": kind,
-                "durable": true, "auto_delete": false, "internal": false, "arguments": {},
-            })
-        };
-        let mut exchanges = vec![
-            exchange(&self.topology.exchange, "topic"),
-            exchange(REQUEUE_EXCHANGE, "direct"),
-            exchange(DEAD_LETTER_EXCHANGE, "direct"),
-        ];
-        for tier in self.retry_tiers() {
-            exchanges.push(exchange(&tier.0, "fanout"));
-        }
-        exchanges
-    }
-
-    /// `(name, delay in ms)` of every retry tier.
-    fn retry_tiers(&self) -> Vec<(String, i64)> {
-        let tiers = u32::try_from(self.topology.retry_delays.len()).unwrap_or(u32::MAX);
-        (1..=tiers)
-            .zip(&self.topology.retry_delays)
-            .map(|(attempt, delay)| {
-                (
-                    self.topology.retry_exchange(attempt),
-                    i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                )
+        self.topology
+            .exchanges()
+            .into_iter()
+            .map(|exchange| {
+                json!({
+                    "name": exchange.name, "vhost": self.vhost, "type": exchange.kind.name(),
+                    "durable": true, "auto_delete": false, "internal": false, "arguments": {},
+                })
             })
             .collect()
     }
 
     fn queues(&self) -> Vec<Value> {
-        let queue = |name: &str, arguments: Value| {
-            json!({
-                "name": name, "vhost": self.vhost,
-                "durable": true, "auto_delete": false, "arguments": arguments,
-            })
-        };
-        let mut queues = Vec::new();
-        for (name, delay_ms) in self.retry_tiers() {
-            queues.push(queue(
-                &name,
-                json!({ "x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE_EXCHANGE }),
-            ));
-        }
-        for route in &self.topology.routes {
-            let name = &route.queue;
-            queues.push(queue(
-                &dead_letter_queue(name),
-                json!({ "x-queue-type": "quorum" }),
-            ));
-            queues.push(queue(
-                name,
+        self.topology
+            .queues()
+            .into_iter()
+            .map(|queue| {
+                let arguments: serde_json::Map<String, Value> = queue
+                    .arguments
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = match value {
+                            Argument::Text(text) => json!(text),
+                            Argument::Integer(number) => json!(number),
+                        };
+                        ((*name).to_owned(), value)
+                    })
+                    .collect();
                 json!({
-                    "x-queue-type": "quorum",
-                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                    "x-dead-letter-routing-key": name,
-                    "x-delivery-limit": self.topology.delivery_limit,
-                }),
-            ));
-        }
-        queues
+                    "name": queue.name, "vhost": self.vhost,
+                    "durable": true, "auto_delete": false, "arguments": arguments,
+                })
+            })
+            .collect()
     }
 
     fn bindings(&self) -> Vec<Value> {
-        let binding = |source: &str, destination: &str, routing_key: &str| {
-            json!({
-                "source": source, "vhost": self.vhost, "destination": destination,
-                "destination_type": "queue", "routing_key": routing_key, "arguments": {},
+        self.topology
+            .bindings()
+            .into_iter()
+            .map(|binding| {
+                json!({
+                    "source": binding.exchange, "vhost": self.vhost, "destination": binding.queue,
+                    "destination_type": "queue", "routing_key": binding.routing_key, "arguments": {},
+                })
             })
-        };
-        let mut bindings = Vec::new();
-        for (name, _) in self.retry_tiers() {
-            bindings.push(binding(&name, &name, ""));
-        }
-        for route in &self.topology.routes {
-            let name = &route.queue;
-            bindings.push(binding(
-                DEAD_LETTER_EXCHANGE,
-                &dead_letter_queue(name),
-                name,
-            ));
-            bindings.push(binding(&self.topology.exchange, name, &route.message_type));
-            bindings.push(binding(REQUEUE_EXCHANGE, name, name));
-        }
-        bindings
+            .collect()
     }
 }
 

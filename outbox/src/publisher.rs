@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
-use lapin::{Channel, Connection};
+use lapin::{Channel, Connection, ConnectionStatus};
 use lapin::{Confirmation, PublisherConfirm};
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, TransactionSession, TransactionTrait,
@@ -17,8 +17,10 @@ use uuid::Uuid;
 use crate::broker::{Backoff, Broker};
 use crate::enqueue::OutboxSignal;
 use crate::entity::outbox_message;
+use crate::health::{ComponentHealth, Condition};
 use crate::message::NewMessage;
-use crate::stats::{OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, PublisherStats};
+use crate::stats::{OUTBOX_BACKLOG, OUTBOX_BLOCKED, OUTBOX_OLDEST_AGE, PublisherStats};
+use crate::trace::{TRACEPARENT, TraceContext};
 use crate::wire;
 
 /// How the relay batches and waits.
@@ -33,6 +35,11 @@ pub struct PublisherConfig {
     pub gauge_interval: Duration,
     /// The connection name shown by the broker.
     pub connection_name: String,
+    /// How long a batch may wait for its publishes and the broker's confirms. The claim's
+    /// transaction stays open meanwhile, so this bounds how long the relay holds its rows'
+    /// locks and a database connection (a broker that blocks publishing never confirms); past
+    /// it the batch is rolled back (its rows stay unprocessed) and the relay reconnects.
+    pub confirm_timeout: Duration,
 }
 
 impl Default for PublisherConfig {
@@ -42,6 +49,7 @@ impl Default for PublisherConfig {
             poll_interval: Duration::from_secs(1),
             gauge_interval: Duration::from_secs(5),
             connection_name: "outbox-publisher".into(),
+            confirm_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -51,8 +59,26 @@ impl Default for PublisherConfig {
 enum RelayError {
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm a batch within {0:?}")]
+    Unconfirmed(Duration),
     #[error("database: {0}")]
     Database(#[from] DbErr),
+}
+
+/// Why a relay session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm a batch within {0:?}{hint}", hint = blocked_hint(*.1))]
+    Unconfirmed(Duration, bool),
+}
+
+fn blocked_hint(blocked: bool) -> &'static str {
+    match blocked {
+        true => " (the broker blocks publishing: a memory or disk alarm)",
+        false => "",
+    }
 }
 
 /// The seed's `OutboxPublisher<TDbContext>`: a background task, generic over the service's
@@ -73,6 +99,7 @@ pub struct OutboxPublisher<C> {
     signal: OutboxSignal,
     config: PublisherConfig,
     stats: Arc<PublisherStats>,
+    health: ComponentHealth,
 }
 
 impl<C> OutboxPublisher<C>
@@ -87,12 +114,18 @@ where
             signal,
             config,
             stats: Arc::default(),
+            health: ComponentHealth::new(),
         }
     }
 
     /// Counters of what this relay published, readable while it runs.
     pub fn stats(&self) -> Arc<PublisherStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Whether this relay is connected, blocked by the broker, or down (for readiness).
+    pub fn health(&self) -> ComponentHealth {
+        self.health.clone()
     }
 
     /// Runs until `shutdown` is cancelled; a batch in flight is finished first.
@@ -103,27 +136,35 @@ where
                 Ok(connection) => connection,
                 Err(cause) => {
                     warn!(%cause, "outbox publisher cannot reach the broker; retrying");
+                    self.health.set(Condition::Down(format!("broker: {cause}")));
                     if !backoff.wait(&shutdown).await {
                         break;
                     }
                     continue;
                 }
             };
-            match self.session(&connection, &shutdown, &mut backoff).await {
-                Ok(()) => {
-                    // Shutdown: close politely so nothing is left half-sent.
-                    let _ = connection.close(200, "shutting down".into()).await;
-                    break;
-                }
+            let ended = self.session(&connection, &shutdown, &mut backoff).await;
+            // A blocked connection cannot send its close: never wait for it long.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                connection.close(200, "outbox publisher stopping".into()),
+            )
+            .await;
+            match ended {
+                Ok(()) => break,
                 Err(cause) => {
                     warn!(%cause, "outbox publisher lost the broker; reconnecting");
-                    let _ = connection.close(200, "reconnecting".into()).await;
+                    self.health.set(match cause {
+                        SessionError::Unconfirmed(_, true) => Condition::Blocked(cause.to_string()),
+                        _ => Condition::Down(cause.to_string()),
+                    });
                     if !backoff.wait(&shutdown).await {
                         break;
                     }
                 }
             }
         }
+        self.health.set(Condition::Down("stopped".into()));
         info!("outbox publisher stopped");
     }
 
@@ -133,14 +174,18 @@ where
         connection: &Connection,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), lapin::Error> {
+    ) -> Result<(), SessionError> {
         let channel = Broker::confirm_channel(connection).await?;
         let ended = self
-            .publish_until_shutdown(&channel, shutdown, backoff)
+            .publish_until_shutdown(&channel, connection.status(), shutdown, backoff)
             .await;
         if ended.is_ok() {
             // Before the connection, so that lapin does not log spurious errors.
-            let _ = channel.close(200, "shutting down".into()).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                channel.close(200, "shutting down".into()),
+            )
+            .await;
         }
         ended
     }
@@ -148,25 +193,36 @@ where
     async fn publish_until_shutdown(
         &self,
         channel: &Channel,
+        connection: &ConnectionStatus,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), lapin::Error> {
-        let channel = channel.clone();
+    ) -> Result<(), SessionError> {
+        // Up only once a batch went through: a new connection to a broker under an alarm
+        // looks fine until it publishes.
         info!("outbox publisher connected");
         let mut gauges_due = tokio::time::Instant::now();
         loop {
             // Drain: full batches mean more is waiting.
             loop {
-                match self.relay_batch(&channel).await {
+                if !self.wait_while_blocked(connection, shutdown).await {
+                    return Ok(());
+                }
+                match self.relay_batch(channel).await {
                     Ok(claimed) => {
                         backoff.reset();
+                        self.health.set(Condition::Up);
                         if claimed < self.config.batch_size || shutdown.is_cancelled() {
                             break;
                         }
                     }
-                    Err(RelayError::Broker(cause)) => return Err(cause),
+                    Err(RelayError::Broker(cause)) => return Err(cause.into()),
+                    Err(RelayError::Unconfirmed(waited)) => {
+                        return Err(SessionError::Unconfirmed(waited, connection.blocked()));
+                    }
                     Err(RelayError::Database(cause)) => {
                         warn!(%cause, "outbox publisher cannot use the database; retrying");
+                        self.health
+                            .set(Condition::Down(format!("database: {cause}")));
                         if !backoff.wait(shutdown).await {
                             return Ok(());
                         }
@@ -181,10 +237,13 @@ where
                 () = self.signal.woken() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 () = shutdown.cancelled() => {
-                    // Publish what the last committed transactions left before stopping.
-                    while let Ok(claimed) = self.relay_batch(&channel).await {
-                        if claimed < self.config.batch_size {
-                            break;
+                    // Publish what the last committed transactions left before stopping,
+                    // unless the broker blocks publishing: then the rows wait in the outbox
+                    // for the next start, and the stop stays prompt.
+                    while !connection.blocked() {
+                        match self.relay_batch(channel).await {
+                            Ok(claimed) if claimed == self.config.batch_size => {}
+                            Ok(_) | Err(_) => break,
                         }
                     }
                     return Ok(());
@@ -193,7 +252,39 @@ where
         }
     }
 
+    /// While the broker blocks this connection (a memory or disk alarm), waits without holding
+    /// any transaction: nothing claimed could be confirmed. `false` if shutdown came first.
+    async fn wait_while_blocked(
+        &self,
+        connection: &ConnectionStatus,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if !connection.blocked() {
+            return true;
+        }
+        warn!(
+            "the broker blocks publishing (a memory or disk alarm); the outbox holds new messages until it unblocks"
+        );
+        self.health.set(Condition::Blocked(
+            "the broker blocks publishing (a memory or disk alarm); messages wait in the outbox"
+                .into(),
+        ));
+        metrics::gauge!(OUTBOX_BLOCKED).set(1.0);
+        while connection.blocked() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = shutdown.cancelled() => return false,
+            }
+        }
+        metrics::gauge!(OUTBOX_BLOCKED).set(0.0);
+        info!("the broker unblocked publishing; draining the outbox");
+        self.health.set(Condition::Up);
+        true
+    }
+
     /// One round: claim, publish, await confirms, mark. Returns how many rows were claimed.
+    /// The claim's transaction is open for at most [`PublisherConfig::confirm_timeout`] beyond
+    /// the claim itself: past it, the batch is rolled back.
     async fn relay_batch(&self, channel: &Channel) -> Result<u32, RelayError> {
         let transaction = self.db.begin().await?;
         let rows = claim(&transaction, self.config.batch_size).await?;
@@ -202,31 +293,75 @@ where
             transaction.commit().await?;
             return Ok(0);
         }
+        let outcomes = match tokio::time::timeout(
+            self.config.confirm_timeout,
+            self.publish_confirmed(channel, &rows),
+        )
+        .await
+        {
+            Ok(outcomes) => outcomes?,
+            Err(_elapsed) => {
+                // Dropping the transaction rolls it back: the rows stay unprocessed and are
+                // claimed again (by this relay after it reconnects, or by another).
+                drop(transaction);
+                return Err(RelayError::Unconfirmed(self.config.confirm_timeout));
+            }
+        };
+        let (published, failed) = outcomes;
+        mark_published(&transaction, &published).await?;
+        for (id, reason) in &failed {
+            mark_failed(&transaction, *id, reason).await?;
+        }
+        transaction.commit().await?;
+        let failed_ids: HashSet<Uuid> = failed.iter().map(|(id, _)| *id).collect();
+        for row in rows.iter().filter(|row| !failed_ids.contains(&row.id)) {
+            debug!(correlation_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, "published");
+        }
+        self.stats
+            .record(published.len() as u64, failed.len() as u64);
+        Ok(claimed)
+    }
 
-        let mut in_flight: Vec<(&outbox_message::Model, PublisherConfirm)> =
+    /// Publishes `rows` in order and awaits every confirm: the ids the broker took, and the
+    /// ids it refused (returned as unroutable, or nacked) with the reason.
+    async fn publish_confirmed(
+        &self,
+        channel: &Channel,
+        rows: &[outbox_message::Model],
+    ) -> Result<(Vec<Uuid>, Vec<(Uuid, String)>), lapin::Error> {
+        let exchange = &self.broker.topology().exchange;
+        // Each message is sent inside a `send` span that continues the trace its row captured,
+        // and carries that span's context on; the spans end once the confirms are in.
+        let mut in_flight: Vec<(&outbox_message::Model, PublisherConfirm, tracing::Span)> =
             Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let outgoing = wire::outgoing(&NewMessage::from(row));
+            let span = send_span(exchange, &outgoing.routing_key, row);
+            let properties = match TraceContext::of(&span) {
+                Some(context) => wire::with_headers(
+                    &outgoing.properties,
+                    &[(TRACEPARENT, wire::long_string(&context.traceparent()))],
+                ),
+                None => outgoing.properties,
+            };
             let confirm = channel
                 .basic_publish(
-                    wire::short_string(&self.broker.topology().exchange),
+                    wire::short_string(exchange),
                     wire::short_string(&outgoing.routing_key),
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
                     &outgoing.body,
-                    outgoing
-                        .properties
-                        .with_user_id(wire::short_string(self.broker.user())),
+                    properties.with_user_id(wire::short_string(self.broker.user())),
                 )
                 .await?;
-            in_flight.push((row, confirm));
+            in_flight.push((row, confirm, span));
         }
 
         let mut published: Vec<Uuid> = Vec::with_capacity(rows.len());
         let mut failed: Vec<(Uuid, String)> = Vec::new();
-        for (row, confirm) in in_flight {
+        for (row, confirm, _send_span) in in_flight {
             match confirm.await? {
                 Confirmation::Ack(None) | Confirmation::NotRequested => published.push(row.id),
                 Confirmation::Ack(Some(returned)) => {
@@ -244,19 +379,7 @@ where
                 }
             }
         }
-
-        mark_published(&transaction, &published).await?;
-        for (id, reason) in &failed {
-            mark_failed(&transaction, *id, reason).await?;
-        }
-        transaction.commit().await?;
-        let failed_ids: HashSet<Uuid> = failed.iter().map(|(id, _)| *id).collect();
-        for row in rows.iter().filter(|row| !failed_ids.contains(&row.id)) {
-            debug!(correlation_id = %row.correlation_id, message_id = %row.id, message_type = %row.message_type, "published");
-        }
-        self.stats
-            .record(published.len() as u64, failed.len() as u64);
-        Ok(claimed)
+        Ok((published, failed))
     }
 
     async fn refresh_gauges(&self) {
@@ -277,6 +400,26 @@ where
             Err(cause) => debug!(%cause, "could not refresh outbox gauges"),
         }
     }
+}
+
+/// The `send` span of one row: OpenTelemetry's messaging conventions, a child of the trace the
+/// row captured when it was enqueued.
+fn send_span(exchange: &str, routing_key: &str, row: &outbox_message::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        "send",
+        otel.name = %format!("send {exchange}"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = %exchange,
+        messaging.rabbitmq.destination.routing_key = %routing_key,
+        messaging.message.id = %row.id,
+        messaging.message.conversation_id = %row.correlation_id,
+        correlation_id = %row.correlation_id,
+    );
+    let captured = row.headers.as_object().and_then(TraceContext::from_headers);
+    crate::trace::adopt(&span, captured.as_ref());
+    span
 }
 
 /// Claims the oldest publishable rows, skipping rows other relays hold.

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::broker::{Backoff, Broker};
 use crate::consumer::{Handler, StatelessHandler};
+use crate::health::ComponentHealth;
 use crate::message::Inbound;
 use crate::migration::{PoolOptions, connect, migrate};
 use crate::sender::Producers;
@@ -128,9 +129,12 @@ pub async fn connect_broker(
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<Broker, StartupError> {
-    if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+    let is_amqp = |url: &str| url.starts_with("amqp://") || url.starts_with("amqps://");
+    if !amqp_url.split(',').map(str::trim).all(is_amqp) {
         return Err(StartupError::InvalidBrokerUrl(
-            "expected amqp://user:password@host:port/vhost".into(),
+            "expected amqp://user:password@host:port/vhost, or one such URL per cluster node \
+             separated by commas"
+                .into(),
         ));
     }
     let broker = Broker::new(amqp_url, topology).consuming(queues);
@@ -155,11 +159,6 @@ pub async fn connect_broker(
 /// Readiness of the database: a round trip.
 pub async fn check_database(db: &DatabaseConnection) -> Result<(), String> {
     db.ping().await.map_err(|error| error.to_string())
-}
-
-/// Readiness of the broker: a connection.
-pub async fn check_broker(broker: &Broker) -> Result<(), String> {
-    broker.check().await.map_err(|error| error.to_string())
 }
 
 /// The background tasks of a service, stopped in two phases: first everything that *produces*
@@ -261,6 +260,9 @@ pub struct Messaging {
     pub signal: crate::OutboxSignal,
     /// The running tasks; a service may add its own producers (sweepers).
     pub background: BackgroundTasks,
+    /// Whether the consumer consumes and the relay publishes (readiness).
+    consumer_health: ComponentHealth,
+    relay_health: ComponentHealth,
 }
 
 impl Messaging {
@@ -308,6 +310,7 @@ impl Messaging {
         };
         let consumer =
             crate::ConsumerRunner::new(broker.clone(), queues, processor, consumer_config);
+        let consumer_health = consumer.health();
         background.spawn_producer(|stop| consumer.run(stop));
         let retention_db = db.clone();
         background.spawn_producer(|stop| {
@@ -323,20 +326,26 @@ impl Messaging {
             signal.clone(),
             publisher_config,
         );
+        let relay_health = publisher.health();
         background.spawn_relay(|stop| publisher.run(stop));
         Ok(Messaging {
             db,
             broker,
             signal,
             background,
+            consumer_health,
+            relay_health,
         })
     }
 
-    /// The readiness probes: the database answers, the broker accepts a connection.
+    /// The readiness probes, from the service's own state: the pool answers a round trip, the
+    /// consumer consumes every queue, the relay is connected (or blocked by a broker alarm,
+    /// which the outbox absorbs). No probe opens a connection of its own.
     pub fn probes(&self) -> Vec<(&'static str, Probe)> {
         vec![
             ("database", database_probe(self.db.clone())),
-            ("broker", broker_probe(self.broker.clone())),
+            ("consumer", component_probe(self.consumer_health.clone())),
+            ("relay", component_probe(self.relay_health.clone())),
         ]
     }
 }
@@ -349,11 +358,11 @@ fn database_probe(db: DatabaseConnection) -> Probe {
     })
 }
 
-/// The readiness probe of a broker: [`check_broker`].
-fn broker_probe(broker: Broker) -> Probe {
+/// The readiness probe of a component that reports its own health.
+fn component_probe(health: ComponentHealth) -> Probe {
     std::sync::Arc::new(move || {
-        let broker = broker.clone();
-        Box::pin(async move { check_broker(&broker).await })
+        let health = health.clone();
+        Box::pin(async move { health.check() })
     })
 }
 
@@ -378,6 +387,8 @@ pub struct BrokerMessaging {
     pub broker: Broker,
     /// The running tasks; a service may add its own producers.
     pub background: BackgroundTasks,
+    /// Whether the consumer consumes (readiness).
+    consumer_health: ComponentHealth,
 }
 
 impl BrokerMessaging {
@@ -410,12 +421,17 @@ impl BrokerMessaging {
         };
         let consumer =
             crate::ConsumerRunner::new(broker.clone(), queues, processor, consumer_config);
+        let consumer_health = consumer.health();
         background.spawn_producer(|stop| consumer.run(stop));
-        Ok(BrokerMessaging { broker, background })
+        Ok(BrokerMessaging {
+            broker,
+            background,
+            consumer_health,
+        })
     }
 
-    /// The readiness probe: the broker accepts a connection.
+    /// The readiness probe: the consumer consumes every queue.
     pub fn probes(&self) -> Vec<(&'static str, Probe)> {
-        vec![("broker", broker_probe(self.broker.clone()))]
+        vec![("consumer", component_probe(self.consumer_health.clone()))]
     }
 }

@@ -13,6 +13,11 @@ pub const OUTBOX_FAILED: &str = "outbox_publish_failures_total";
 pub const OUTBOX_BACKLOG: &str = "outbox_backlog_messages";
 /// Metric: age of the oldest unprocessed outbox row in seconds, 0 when none (gauge).
 pub const OUTBOX_OLDEST_AGE: &str = "outbox_oldest_unprocessed_age_seconds";
+/// Metric: 1 while the broker blocks the relay's publishing (a memory or disk alarm), else 0
+/// (gauge).
+pub const OUTBOX_BLOCKED: &str = "outbox_relay_blocked";
+/// Metric: messages in each dead-letter queue, by the queue they came from (gauge).
+pub const DEAD_LETTERS: &str = "dead_letters";
 /// Metric: deliveries by queue and outcome (`handled`, `duplicate`, `retried`,
 /// `dead_lettered`) (counter).
 pub const CONSUMER_MESSAGES: &str = "consumer_messages_total";

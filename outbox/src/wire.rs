@@ -94,6 +94,17 @@ pub fn attempt(properties: &BasicProperties) -> u32 {
         .unwrap_or(1)
 }
 
+/// How many times a quorum queue handed the message out before without it being acknowledged
+/// (RabbitMQ's `x-delivery-count`; 0 when absent).
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// Whether the broker handed `delivery` out before, to a consumer that did not settle it (it
+/// died, or lost its connection or channel).
+pub fn redelivered(delivery: &lapin::message::Delivery) -> bool {
+    delivery.redelivered
+        || header_integer(&delivery.properties, DELIVERY_COUNT).is_some_and(|count| count > 0)
+}
+
 /// The text of header `name`, if present and textual.
 pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
     properties

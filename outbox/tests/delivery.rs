@@ -437,6 +437,8 @@ fn received(order_id: OrderId) -> Received<Envelope<AnyMessage>> {
             schema_version: 1,
             payload: AnyMessage::CommitStock(CommitStock { order_id }),
         },
+        redelivered: false,
+        trace: None,
     }
 }
 

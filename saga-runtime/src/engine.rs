@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use outbox::trace::TraceContext;
 use outbox::{Inbound, NewMessage};
 use saga_core::{Label, Outcome, TimerChange};
 use sea_orm::ConnectionTrait;
+use tracing::Instrument;
 use tracing::info;
 use uuid::Uuid;
 
@@ -137,6 +139,7 @@ impl<D: Saga> SagaRuntime<D> {
                 effects: &names,
                 timer: self.timer(None, table.initial),
                 cause,
+                traceparent: TraceContext::current().map(|context| context.traceparent()),
             },
         )
         .await?;
@@ -191,11 +194,38 @@ impl<D: Saga> SagaRuntime<D> {
         cause: Cause<'_, D::Message>,
     ) -> Result<Applied<D::State, D::Effect>, RuntimeError> {
         let saga = self.name();
+        // What MassTransit's saga spans carry too: which saga, which instance, the state
+        // before and after, the event and the effects.
+        let span = tracing::info_span!(
+            "saga step",
+            otel.name = %format!("saga {saga} {}", event.name()),
+            saga.name = saga,
+            saga.instance_id = %instance_id,
+            saga.event = event.name(),
+            saga.state.before = tracing::field::Empty,
+            saga.state.after = tracing::field::Empty,
+            saga.effects = tracing::field::Empty,
+        );
+        self.apply_in_span(db, instance_id, event, cause, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn apply_in_span<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        instance_id: Uuid,
+        event: D::Event,
+        cause: Cause<'_, D::Message>,
+        span: &tracing::Span,
+    ) -> Result<Applied<D::State, D::Effect>, RuntimeError> {
+        let saga = self.name();
         let table = self.definition.table();
         let row = store::load(db, saga, instance_id)
             .await?
             .ok_or(RuntimeError::UnknownInstance { saga, instance_id })?;
         let before = self.state_named(instance_id, &row.state)?;
+        span.record("saga.state.before", before.name());
         let mut data: D::Data =
             serde_json::from_value(row.data.clone()).map_err(|error| RuntimeError::Corrupt {
                 saga,
@@ -233,6 +263,8 @@ impl<D: Saga> SagaRuntime<D> {
             }
         };
         let effect_names = names(effects);
+        span.record("saga.state.after", after.name());
+        span.record("saga.effects", effect_names.join(",").as_str());
         let cause = cause.message_id();
         let written = store::write_step(
             db,

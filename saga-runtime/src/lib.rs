@@ -111,6 +111,7 @@
 
 #![deny(missing_docs)]
 
+mod activity;
 mod definition;
 mod engine;
 mod error;
@@ -121,6 +122,7 @@ mod store;
 mod sweeper;
 mod view;
 
+pub use activity::{Activity, EdgeCount};
 pub use definition::{Cause, Correlated, EffectContext, Rejection, Saga, Step};
 pub use engine::{Applied, InvalidDefinition, SagaRuntime, Settings};
 pub use error::RuntimeError;

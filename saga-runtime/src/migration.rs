@@ -85,10 +85,39 @@ impl MigrationTrait for CreateSagaTables {
     }
 }
 
+/// Adds `saga_instances.traceparent`: the W3C trace context an instance was started in, so
+/// that what the sweeper does for it later (a deadline, a re-send) continues the same trace.
+pub struct AddTraceContext;
+
+impl MigrationName for AddTraceContext {
+    fn name(&self) -> &str {
+        "m20261202_900002_saga_instances_traceparent"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTraceContext {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE saga_instances ADD COLUMN traceparent text")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE saga_instances DROP COLUMN traceparent")
+            .await?;
+        Ok(())
+    }
+}
+
 /// The runtime's migrations, for a service's `MigratorTrait::migrations` (after
 /// `outbox::migration::migrations()`).
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateSagaTables)]
+    vec![Box::new(CreateSagaTables), Box::new(AddTraceContext)]
 }
 
 /// A migrator with the outbox's and the runtime's tables: enough for a service whose only

@@ -18,6 +18,7 @@ pub(crate) struct InstanceRow {
     pub(crate) deadline_at: Option<DateTime<Utc>>,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) traceparent: Option<String>,
 }
 
 /// What a step does to the instance's timer.
@@ -74,7 +75,7 @@ async fn execute<C: ConnectionTrait>(
 }
 
 /// Runs a query and reads each row with `read`.
-async fn query<C: ConnectionTrait, T>(
+pub(crate) async fn query<C: ConnectionTrait, T>(
     db: &C,
     sql: &str,
     values: impl IntoIterator<Item = Value>,
@@ -91,7 +92,7 @@ pub(crate) async fn load<C: ConnectionTrait>(
 ) -> Result<Option<InstanceRow>, DbErr> {
     let row = db
         .query_one_raw(statement(
-            "SELECT state, version, data, deadline_at, created_at, updated_at
+            "SELECT state, version, data, deadline_at, created_at, updated_at, traceparent
              FROM saga_instances WHERE saga = $1 AND id = $2",
             [saga.into(), instance_id.into()],
         ))
@@ -107,6 +108,7 @@ fn instance_row(row: &QueryResult) -> Result<InstanceRow, DbErr> {
         deadline_at: row.try_get_by_index(3)?,
         created_at: row.try_get_by_index(4)?,
         updated_at: row.try_get_by_index(5)?,
+        traceparent: row.try_get_by_index(6)?,
     })
 }
 
@@ -119,6 +121,8 @@ pub(crate) struct NewInstance<'a> {
     pub(crate) effects: &'a [&'a str],
     pub(crate) timer: TimerWrite,
     pub(crate) cause: Option<Uuid>,
+    /// The trace the instance starts in (`traceparent`), continued by the sweeper's work.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// Inserts a new instance at version 1 with its first timeline row (`from_state` and `event`
@@ -135,13 +139,15 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         effects,
         timer,
         cause,
+        traceparent,
     } = instance;
     let (mode, after) = timer.mode();
     let inserted = execute(db,
             "WITH started AS (
-                 INSERT INTO saga_instances (saga, id, state, version, data, deadline_at)
+                 INSERT INTO saga_instances (saga, id, state, version, data, deadline_at, traceparent)
                  VALUES ($1, $2, $3, 1, $4,
-                         CASE WHEN $5 = 'arm' THEN now() + $6::bigint * interval '1 millisecond' END)
+                         CASE WHEN $5 = 'arm' THEN now() + $6::bigint * interval '1 millisecond' END,
+                         $9)
                  ON CONFLICT DO NOTHING
                  RETURNING saga, id
              )
@@ -156,6 +162,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(
                 after.into(),
                 serde_json::json!(effects).into(),
                 cause.into(),
+                traceparent.into(),
             ],
         )
         .await?;
@@ -284,22 +291,36 @@ pub(crate) async fn record_sent<C: ConnectionTrait>(
     Ok(())
 }
 
+/// An instance whose timer is due.
+pub(crate) struct DueTimer {
+    pub(crate) instance_id: Uuid,
+    pub(crate) state: String,
+    /// The trace the instance was started in.
+    pub(crate) traceparent: Option<String>,
+}
+
 /// Claims instances whose timer is due, soonest first, locking them (`SKIP LOCKED`: replicas
 /// sweep disjoint instances).
 pub(crate) async fn claim_due_timers<C: ConnectionTrait>(
     db: &C,
     saga: &str,
     batch: u64,
-) -> Result<Vec<(Uuid, String)>, DbErr> {
+) -> Result<Vec<DueTimer>, DbErr> {
     query(
         db,
-        "SELECT id, state FROM saga_instances
+        "SELECT id, state, traceparent FROM saga_instances
              WHERE saga = $1 AND deadline_at <= now()
              ORDER BY deadline_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED",
         [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
-        |row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)),
+        |row| {
+            Ok(DueTimer {
+                instance_id: row.try_get_by_index(0)?,
+                state: row.try_get_by_index(1)?,
+                traceparent: row.try_get_by_index(2)?,
+            })
+        },
     )
     .await
 }
@@ -342,6 +363,8 @@ pub(crate) struct DueEffect {
     pub(crate) instance_id: Uuid,
     pub(crate) effect: String,
     pub(crate) attempts: i32,
+    /// The trace the instance was started in.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// Claims outstanding effects due for a re-send, most overdue first, locking their rows.
@@ -352,17 +375,22 @@ pub(crate) async fn claim_due_effects<C: ConnectionTrait>(
 ) -> Result<Vec<DueEffect>, DbErr> {
     query(
         db,
-        "SELECT instance_id, effect, attempts FROM saga_effects
-             WHERE saga = $1 AND confirmed_at IS NULL AND next_attempt_at <= now()
-             ORDER BY next_attempt_at
+        "SELECT effect.instance_id, effect.effect, effect.attempts, instance.traceparent
+             FROM saga_effects effect
+             JOIN saga_instances instance
+               ON instance.saga = effect.saga AND instance.id = effect.instance_id
+             WHERE effect.saga = $1 AND effect.confirmed_at IS NULL
+               AND effect.next_attempt_at <= now()
+             ORDER BY effect.next_attempt_at
              LIMIT $2
-             FOR UPDATE SKIP LOCKED",
+             FOR UPDATE OF effect SKIP LOCKED",
         [saga.into(), i64::try_from(batch).unwrap_or(i64::MAX).into()],
         |row| {
             Ok(DueEffect {
                 instance_id: row.try_get_by_index(0)?,
                 effect: row.try_get_by_index(1)?,
                 attempts: row.try_get_by_index(2)?,
+                traceparent: row.try_get_by_index(3)?,
             })
         },
     )

@@ -5,6 +5,15 @@
 //! applies each instance in a savepoint of its own: an instance the definition refuses is
 //! rolled back alone, postponed, and reported, and never commits half a step. A database failure
 //! ends the sweep (rolled back as a whole) and the next one tries again.
+//!
+//! Re-sends draw on a budget ([`Sweeper::resend_budget`]): a token bucket, 20 re-sends a second
+//! with bursts of 100 by default. A command is re-sent because its confirmation is late, and
+//! late is what every confirmation is while a participant works through a backlog (after an
+//! outage, say): re-sending all of them at once would add a copy of every command to that very
+//! backlog, whose answers come back late in turn, and the system would never catch up (the
+//! chaos harness's long run with a 40 s database outage at 40 orders/s did exactly that before
+//! the budget). A command that was really lost is still re-sent within seconds: the budget only
+//! stops a flood.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,10 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbox::OutboxSignal;
+use outbox::trace::TraceContext;
 use saga_core::Label;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 use uuid::Uuid;
 
 use crate::definition::{Cause, EffectContext, Saga};
@@ -57,8 +67,13 @@ pub type SweepFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Se
 pub trait Sweep: Send + Sync {
     /// The saga's stored name.
     fn saga(&self) -> &'static str;
-    /// Fires due timers and re-sends due effects, each in a transaction of its own.
-    fn sweep<'a>(&'a self, db: &'a DatabaseConnection) -> SweepFuture<'a, SweepReport>;
+    /// Fires due timers and re-sends due effects (at most `resends` of them), each in a
+    /// transaction of its own.
+    fn sweep<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        resends: u64,
+    ) -> SweepFuture<'a, SweepReport>;
     /// Sets the `saga_effects_outstanding` and `saga_effect_oldest_outstanding_seconds` gauges.
     fn report_outstanding<'a>(&'a self, db: &'a DatabaseConnection) -> SweepFuture<'a, ()>;
 }
@@ -68,14 +83,21 @@ impl<D: Saga> Sweep for SagaRuntime<D> {
         self.name()
     }
 
-    fn sweep<'a>(&'a self, db: &'a DatabaseConnection) -> SweepFuture<'a, SweepReport> {
+    fn sweep<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        resends: u64,
+    ) -> SweepFuture<'a, SweepReport> {
         Box::pin(async move {
             let mut report = SweepReport::default();
             let transaction = db.begin().await?;
             report.add(self.fire_due_timers(&transaction).await?);
             transaction.commit().await?;
+            if resends == 0 {
+                return Ok(report);
+            }
             let transaction = db.begin().await?;
-            report.add(self.resend_due_effects(&transaction).await?);
+            report.add(self.resend_due_effects(&transaction, resends).await?);
             transaction.commit().await?;
             Ok(report)
         })
@@ -114,8 +136,9 @@ impl<D: Saga> SagaRuntime<D> {
             more: due.len() as u64 >= batch,
             ..SweepReport::default()
         };
-        for (instance_id, state_name) in due {
-            let deadline = D::State::from_name(&state_name)
+        for timer in due {
+            let (instance_id, state_name) = (timer.instance_id, timer.state.as_str());
+            let deadline = D::State::from_name(state_name)
                 .and_then(|state| self.definition().table().deadline_of(state));
             let Some(deadline) = deadline else {
                 // The table no longer times this state out (or the row is corrupt): nothing
@@ -125,8 +148,10 @@ impl<D: Saga> SagaRuntime<D> {
                 continue;
             };
             let savepoint = transaction.begin().await?;
+            let span = sweep_span("deadline", saga, instance_id, timer.traceparent.as_deref());
             match self
                 .apply(&savepoint, instance_id, deadline.event, Cause::Deadline)
+                .instrument(span)
                 .await
             {
                 Ok(Applied::Step { .. }) => {
@@ -163,13 +188,14 @@ impl<D: Saga> SagaRuntime<D> {
         store::postpone_timer(transaction, self.name(), instance_id, after).await
     }
 
-    /// Re-sends every effect due again, each in a savepoint.
+    /// Re-sends effects due again (at most `limit`, oldest due first), each in a savepoint.
     pub(crate) async fn resend_due_effects(
         &self,
         transaction: &DatabaseTransaction,
+        limit: u64,
     ) -> Result<SweepReport, DbErr> {
         let saga = self.name();
-        let batch = self.settings().sweep_batch;
+        let batch = self.settings().sweep_batch.min(limit);
         let due = store::claim_due_effects(transaction, saga, batch).await?;
         let mut report = SweepReport {
             more: due.len() as u64 >= batch,
@@ -177,7 +203,13 @@ impl<D: Saga> SagaRuntime<D> {
         };
         for item in due {
             let savepoint = transaction.begin().await?;
-            match self.resend(&savepoint, &item).await {
+            let span = sweep_span(
+                "re-send",
+                saga,
+                item.instance_id,
+                item.traceparent.as_deref(),
+            );
+            match self.resend(&savepoint, &item).instrument(span).await {
                 Ok(()) => {
                     savepoint.commit().await?;
                     report.resent += 1;
@@ -249,6 +281,60 @@ impl<D: Saga> SagaRuntime<D> {
     }
 }
 
+/// The span of what the sweeper does for one instance (`what`: a deadline, a re-send), in the
+/// trace the instance was started in: an order's deadline and its re-sent commands belong to
+/// the order's trace.
+fn sweep_span(
+    what: &'static str,
+    saga: &'static str,
+    instance_id: Uuid,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "saga sweep",
+        otel.name = %format!("saga {saga} {what}"),
+        saga.name = saga,
+        saga.instance_id = %instance_id,
+        correlation_id = %instance_id,
+    );
+    let started_in = TraceContext::parse(traceparent, None);
+    outbox::trace::adopt(&span, started_in.as_ref());
+    span
+}
+
+/// How many re-sends the sweeper may make: a token bucket.
+#[derive(Debug)]
+struct ResendBudget {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl ResendBudget {
+    fn new(per_second: f64, burst: u64) -> ResendBudget {
+        ResendBudget {
+            per_second: per_second.max(0.0),
+            burst: burst as f64,
+            tokens: burst as f64,
+            refilled_at: Instant::now(),
+        }
+    }
+
+    /// The whole re-sends available now.
+    fn available(&mut self) -> u64 {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled_at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.refilled_at = now;
+        self.tokens.floor() as u64
+    }
+
+    fn spend(&mut self, resends: usize) {
+        self.tokens = (self.tokens - resends as f64).max(0.0);
+    }
+}
+
 /// Runs the sweeps of every saga of a service.
 pub struct Sweeper {
     db: DatabaseConnection,
@@ -256,6 +342,7 @@ pub struct Sweeper {
     sagas: Vec<Arc<dyn Sweep>>,
     interval: Duration,
     gauge_interval: Duration,
+    budget: std::sync::Mutex<ResendBudget>,
 }
 
 impl Sweeper {
@@ -267,6 +354,16 @@ impl Sweeper {
             sagas: Vec::new(),
             interval: Duration::from_millis(500),
             gauge_interval: Duration::from_secs(5),
+            budget: std::sync::Mutex::new(ResendBudget::new(20.0, 100)),
+        }
+    }
+
+    /// At most `per_second` re-sends a second on average, with bursts of up to `burst` (20 and
+    /// 100 by default; see the module's documentation for why there is a budget at all).
+    pub fn resend_budget(self, per_second: f64, burst: u64) -> Sweeper {
+        Sweeper {
+            budget: std::sync::Mutex::new(ResendBudget::new(per_second, burst)),
+            ..self
         }
     }
 
@@ -282,13 +379,28 @@ impl Sweeper {
         self
     }
 
-    /// One sweep of every saga.
+    /// One sweep of every saga, re-sending what the budget allows.
     pub async fn sweep_once(&self) -> Result<SweepReport, DbErr> {
         let mut report = SweepReport::default();
         for saga in &self.sagas {
-            report.add(saga.sweep(&self.db).await?);
+            let resends = self.with_budget(ResendBudget::available);
+            let swept = saga.sweep(&self.db, resends).await?;
+            self.with_budget(|budget| budget.spend(swept.resent));
+            report.add(swept);
+        }
+        // More is due, but the budget is spent: wait for the next sweep.
+        if self.with_budget(ResendBudget::available) == 0 {
+            report.more &= report.deadlines_fired > 0;
         }
         Ok(report)
+    }
+
+    fn with_budget<T>(&self, use_budget: impl FnOnce(&mut ResendBudget) -> T) -> T {
+        let mut budget = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        use_budget(&mut budget)
     }
 
     /// Sweeps until `stop` is cancelled.
@@ -328,5 +440,25 @@ impl Sweeper {
                 () = stop.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resend_budget_allows_bursts_then_its_rate() {
+        let mut budget = ResendBudget::new(20.0, 100);
+        assert_eq!(budget.available(), 100, "a full burst at first");
+        budget.spend(100);
+        assert_eq!(budget.available(), 0, "spent");
+        // Half a second later: half a second's worth, never more than the burst.
+        budget.refilled_at -= Duration::from_millis(500);
+        assert_eq!(budget.available(), 10);
+        budget.refilled_at -= Duration::from_secs(3_600);
+        assert_eq!(budget.available(), 100);
+        budget.spend(1_000);
+        assert_eq!(budget.available(), 0, "never below nothing");
     }
 }

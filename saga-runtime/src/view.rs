@@ -27,6 +27,9 @@ pub struct Instance<S, Data> {
     pub created_at: DateTime<Utc>,
     /// When it was last written.
     pub updated_at: DateTime<Utc>,
+    /// The W3C trace id of the trace it was started in (and its later steps continue), when
+    /// it was started inside one.
+    pub trace_id: Option<String>,
 }
 
 /// One row of an instance's timeline.
@@ -96,6 +99,8 @@ impl<D: Saga> SagaRuntime<D> {
             deadline_at: row.deadline_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            trace_id: outbox::trace::TraceContext::parse(row.traceparent.as_deref(), None)
+                .map(|context| context.trace_id()),
         }))
     }
 

@@ -277,3 +277,54 @@ async fn of_two_transactions_stepping_one_instance_the_second_loses_and_writes_n
         (Task::Finished, 2, 0, None, vec![])
     );
 }
+
+#[tokio::test]
+async fn activity_counts_instances_by_state_and_steps_by_edge_since_a_moment() {
+    let database = testkit::TestDatabase::create().await;
+    let db = sea_orm::Database::connect(database.url()).await.unwrap();
+    outbox::migrate::<SagaMigrator>(&db).await.unwrap();
+    let runtime = SagaRuntime::new(TaskSaga).unwrap();
+    let before_any = chrono::Utc::now();
+    let tasks: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let transaction = db.begin().await.unwrap();
+    for &task in &tasks {
+        runtime
+            .start(&transaction, task, TaskData { poisoned: false }, None)
+            .await
+            .unwrap();
+    }
+    runtime
+        .apply(
+            &transaction,
+            tasks[0],
+            Heard::Done,
+            Cause::Requested { by: "the test" },
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+
+    let activity = runtime.activity(&db, before_any).await.unwrap();
+    assert_eq!(
+        activity.in_state,
+        [(Task::Waiting, 2), (Task::Finished, 1), (Task::Expired, 0)]
+    );
+    let edges: Vec<(Option<Task>, Option<Heard>, Task, u64)> = activity
+        .edges
+        .iter()
+        .map(|edge| (edge.from, edge.event, edge.to, edge.steps))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            (None, None, Task::Waiting, 3),
+            (Some(Task::Waiting), Some(Heard::Done), Task::Finished, 1)
+        ]
+    );
+    let later = runtime
+        .activity(&db, chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(later.edges.is_empty(), "no step since: {later:?}");
+    assert_eq!(later.in_state, activity.in_state, "states are counted now");
+}

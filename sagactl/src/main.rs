@@ -1,25 +1,23 @@
 //! `sagactl`: parse the command line, run the command, print its output. An error goes to
 //! standard error, with its causes and without a backtrace (it is the operator's, not a bug),
-//! and exit status 1.
+//! and exit status 1; what the command did before it failed (some services' answers) is still
+//! printed on standard output.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    match run() {
+    let cli = sagactl::Cli::parse();
+    match cli.run(&sagactl::process_environment) {
         Ok(output) => {
             print!("{output}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("sagactl: {error:#}");
+            print!("{}", error.output());
+            eprintln!("sagactl: {:#}", anyhow::Error::new(error));
             ExitCode::FAILURE
         }
     }
-}
-
-fn run() -> anyhow::Result<String> {
-    let cli = sagactl::Cli::parse();
-    Ok(cli.run(&sagactl::process_environment)?)
 }

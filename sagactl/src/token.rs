@@ -52,6 +52,11 @@ pub struct TokenArgs {
 pub struct Lifetime(Duration);
 
 impl Lifetime {
+    /// `minutes` minutes (at least one).
+    pub fn minutes(minutes: u16) -> Lifetime {
+        Lifetime(Duration::from_secs(u64::from(minutes.max(1)) * 60))
+    }
+
     /// The duration.
     pub fn duration(self) -> Duration {
         self.0
@@ -137,6 +142,11 @@ pub enum TokenError {
 
 /// Mints the token `arguments` describe; returns it with a trailing newline.
 pub fn run(arguments: &TokenArgs, environment: Lookup<'_>) -> Result<String, TokenError> {
+    Ok(format!("{}\n", mint(arguments, environment)?))
+}
+
+/// Mints the token `arguments` describe (`sagactl dlq` mints its operator's token here too).
+pub fn mint(arguments: &TokenArgs, environment: Lookup<'_>) -> Result<String, TokenError> {
     let secret = environment(SECRET).ok_or(TokenError::MissingSecret)?;
     if secret.len() < MIN_SECRET_BYTES {
         return Err(TokenError::ShortSecret {
@@ -166,6 +176,5 @@ pub fn run(arguments: &TokenArgs, environment: Lookup<'_>) -> Result<String, Tok
         Some(audience) => token.for_audience(audience),
         None => token,
     };
-    let signed = token.mint(secret.as_bytes())?;
-    Ok(format!("{signed}\n"))
+    Ok(token.mint(secret.as_bytes())?)
 }

@@ -98,7 +98,11 @@ where
         Ok(token) => token,
         Err(error) => return fail(service, &error),
     };
-    match run(config, shutdown).await {
+    let ended = run(config, shutdown).await;
+    // Spans still buffered are exported before the process goes (a blocking flush: off the
+    // async workers).
+    let _ = tokio::task::spawn_blocking(crate::traces::shutdown).await;
+    match ended {
         Ok(()) => {
             tracing::info!("{service} stopped");
             ExitCode::SUCCESS

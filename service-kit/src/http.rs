@@ -320,11 +320,12 @@ where
             None => UNMATCHED_ROUTE.to_owned(),
         };
         let path = request.uri().path().to_owned();
-        let span = tracing::info_span!("http_request", method, route = %route);
+        let span = request_span(&request, method, &route);
         let response_future = span.in_scope(|| self.inner.call(request));
         Box::pin(async move {
-            let response = response_future.instrument(span).await?;
+            let response = response_future.instrument(span.clone()).await?;
             let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
             let latency = started.elapsed();
             let labels = [
                 ("method", method.to_owned()),
@@ -340,16 +341,51 @@ where
                 metrics::counter!(AUTH_FAILURES_TOTAL, &labels).increment(1);
             }
             metrics::histogram!(REQUEST_DURATION_SECONDS, &labels).record(latency.as_secs_f64());
-            log_request(
-                &response,
-                method,
-                &route,
-                &path,
-                latency.as_secs_f64() * 1000.0,
-            );
+            span.in_scope(|| {
+                log_request(
+                    &response,
+                    method,
+                    &route,
+                    &path,
+                    latency.as_secs_f64() * 1000.0,
+                )
+            });
             Ok(response)
         })
     }
+}
+
+/// The span a request is handled in: an OpenTelemetry `server` span named `<method> <route>`,
+/// continuing the caller's trace when the request carries a `traceparent`. Health checks and
+/// `/metrics` get a `debug` span, which the trace exporter leaves out (probes would bury the
+/// traces that matter).
+fn request_span(request: &Request, method: &'static str, route: &str) -> tracing::Span {
+    let probe = route.starts_with("/health/") || route == "/metrics";
+    let span = match probe {
+        true => tracing::debug_span!("http_request", method, route = %route),
+        false => tracing::info_span!(
+            "http_request",
+            method,
+            route = %route,
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        ),
+    };
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let caller = outbox::trace::TraceContext::parse(
+        header(outbox::trace::TRACEPARENT),
+        header(outbox::trace::TRACESTATE),
+    );
+    outbox::trace::adopt(&span, caller.as_ref());
+    span
 }
 
 fn log_request(response: &Response, method: &str, route: &str, path: &str, latency_ms: f64) {

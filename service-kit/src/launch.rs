@@ -79,18 +79,20 @@
 //! `contracts` gives it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use outbox::runtime::{
     BackgroundTasks, BrokerInfrastructure, BrokerMessaging, Infrastructure, Messaging, Probe,
 };
-use outbox::{Handler, Inbound, Producers, StatelessHandler, Topology};
+use outbox::{DeadLetterQueues, Handler, Inbound, Producers, StatelessHandler, Topology};
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Authenticator;
+use crate::dead_letters::dead_letter_routes;
 use crate::entrypoint::{RunError, bind, serve_then, service_router};
 use crate::health::Readiness;
 
@@ -124,6 +126,10 @@ impl ServiceBuilder {
         shutdown: &CancellationToken,
         own_parts: impl FnOnce(&mut Messaging) -> OpenApiRouter,
     ) -> Result<StartedService, RunError> {
+        let dead_letters = Arc::new(DeadLetterQueues::new(
+            outbox::Broker::new(infrastructure.amqp_url, self.topology.clone()),
+            self.queues.clone(),
+        ));
         let mut messaging = Messaging::start::<Mig, M, _>(
             self.name,
             self.queues,
@@ -141,6 +147,7 @@ impl ServiceBuilder {
             self.name,
             self.authenticator,
             api,
+            dead_letters,
             probes,
             messaging.background,
         )
@@ -156,6 +163,10 @@ impl ServiceBuilder {
         shutdown: &CancellationToken,
         own_parts: impl FnOnce(&mut BrokerMessaging) -> OpenApiRouter,
     ) -> Result<StartedService, RunError> {
+        let dead_letters = Arc::new(DeadLetterQueues::new(
+            outbox::Broker::new(infrastructure.amqp_url, self.topology.clone()),
+            self.queues.clone(),
+        ));
         let mut messaging = BrokerMessaging::start::<M, _>(
             self.name,
             self.queues,
@@ -173,21 +184,32 @@ impl ServiceBuilder {
             self.name,
             self.authenticator,
             api,
+            dead_letters,
             probes,
             messaging.background,
         )
     }
 }
 
-/// The service's router (its API behind authentication, readiness from `probes`) with its
-/// running background tasks.
+/// How often the `dead_letters{queue}` gauges are refreshed.
+const DEAD_LETTER_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The service's router (its API and the operator's dead-letter endpoints behind
+/// authentication, readiness from `probes`) with its running background tasks, the dead-letter
+/// gauges among them.
 fn started(
     name: &'static str,
     authenticator: Authenticator,
     api: OpenApiRouter,
+    dead_letters: Arc<DeadLetterQueues>,
     probes: Vec<(&'static str, Probe)>,
-    background: BackgroundTasks,
+    mut background: BackgroundTasks,
 ) -> Result<StartedService, RunError> {
+    let gauges = Arc::clone(&dead_letters);
+    background.spawn_producer(|stop| {
+        outbox::dead_letters::run_gauges(gauges, DEAD_LETTER_GAUGE_INTERVAL, stop)
+    });
+    let api = api.merge(dead_letter_routes(dead_letters));
     let router = service_router(api, readiness(probes), name, authenticator)?;
     Ok(StartedService { router, background })
 }
@@ -232,8 +254,6 @@ impl StartedService {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// A probe that answers `outcome`.

@@ -3,11 +3,14 @@
 //! * [`auth`]: bearer tokens (JWT), the [`auth::Caller`] of every API request, 401/403;
 //! * [`config`]: environment variables, every error naming the variable;
 //! * [`telemetry`]: `tracing` set up from `RUST_LOG` and `LOG_FORMAT` (text or JSON lines);
+//! * [`traces`]: OpenTelemetry spans from `tracing`'s, exported over OTLP when configured;
 //! * [`problem`]: RFC 9457 problem details, the one error body of every service;
 //! * [`extract`]: `ApiJson`, `ApiPath`, `ApiQuery` extractors that reject with problems, and the
 //!   404/405 fallbacks;
 //! * [`http`]: body limit, metrics and logging middleware, serving with graceful shutdown;
 //! * [`health`]: `/health/live` and `/health/ready` with named, concurrent, timed checks;
+//! * [`dead_letters`]: the operator's endpoints to list, redrive and discard a service's dead
+//!   letters;
 //! * [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`;
 //! * [`entrypoint`]: the thin `main`, `RunError`, the router around a service's API;
 //! * [`launch`]: a service's whole start and stop around its own parts (migrator, handler,
@@ -76,6 +79,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dead_letters;
 pub mod entrypoint;
 pub mod extract;
 pub mod health;
@@ -84,3 +88,25 @@ pub mod launch;
 pub mod metrics_endpoint;
 pub mod problem;
 pub mod telemetry;
+pub mod traces;
+
+/// An error with its causes, as `outer: inner: innermost`, each cause once (clients' own
+/// messages often say little: reqwest's "error sending request for url (…)").
+///
+/// ```
+/// let error = std::io::Error::other("connection refused");
+/// assert_eq!(service_kit::error_chain(&error), "connection refused");
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

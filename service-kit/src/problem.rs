@@ -100,6 +100,21 @@ impl Problem {
         Self::from_status(StatusCode::INTERNAL_SERVER_ERROR).with_internal_cause(cause)
     }
 
+    /// The answer to a failed database call: 503 Service Unavailable (with `Retry-After`) when
+    /// the database could not do its part — a connection cut, a pool or statement timeout, a
+    /// deadlock — since the same request will succeed once it is back; an opaque 500 otherwise.
+    /// Either way the cause goes to the log, not the body.
+    pub fn database(error: &sea_orm_migration::sea_orm::DbErr) -> Self {
+        match outbox::failure::blame_database(error) {
+            outbox::failure::Blame::Infrastructure(cause) => {
+                Self::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .with_detail("the database is unavailable; try again")
+                    .with_internal_cause(cause)
+            }
+            outbox::failure::Blame::Message(cause) => Self::internal(cause),
+        }
+    }
+
     /// Attaches a cause for the log without putting it in the body, as [`Problem::internal`]
     /// does; for server errors other than 500 (a 503 whose dependency is down, say).
     #[must_use]
@@ -188,6 +203,12 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static(PROBLEM_JSON_CONTENT_TYPE),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency is down for a moment: say when a retry is worth it (RFC 9110 10.2.3).
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(cause) = self.internal_cause {
             response
                 .extensions_mut()
@@ -260,6 +281,42 @@ mod tests {
             Some(&InternalErrorCause(
                 "database password is hunter2".to_owned()
             ))
+        );
+    }
+
+    #[test]
+    fn a_database_failure_is_503_when_a_retry_will_do_and_500_otherwise() {
+        use sea_orm::{ConnAcquireErr, DbErr};
+        let check = |error: DbErr, status: StatusCode, retry_after: Option<&str>| {
+            let response = Problem::database(&error).into_response();
+            assert_eq!(response.status(), status, "{error}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok()),
+                retry_after,
+                "{error}"
+            );
+            assert!(
+                response.extensions().get::<InternalErrorCause>().is_some(),
+                "the cause is logged: {error}"
+            );
+        };
+        check(
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("1"),
+        );
+        check(
+            DbErr::Conn(sea_orm::RuntimeErr::Internal("connection reset".into())),
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("1"),
+        );
+        check(
+            DbErr::Type("amount is not a number".into()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
         );
     }
 }

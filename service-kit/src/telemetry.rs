@@ -6,16 +6,22 @@
 //! | `LOG_FORMAT` | `text` or `json` (case-insensitive) | `text`  |
 //!
 //! Every JSON line carries `"service":"<name>"` as its first field, so lines from several
-//! services in one log store can be told apart without relying on the collector's labels.
+//! services in one log store can be told apart without relying on the collector's labels, and
+//! `"trace_id"` and `"span_id"` of the span it was logged in ([`crate::traces`]: the same ids
+//! the trace viewer shows), so a trace's log lines can be found in every service's log.
+//!
+//! The filter applies to the log lines only: spans at `info` and above are traced whatever
+//! `RUST_LOG` says.
 
 use std::sync::{Mutex, PoisonError};
 
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{Lookup, environment_lookup};
 
@@ -41,6 +47,9 @@ pub enum TelemetryError {
         /// The filter parser's reason.
         reason: String,
     },
+    /// The trace exporter cannot be built from `OTEL_EXPORTER_OTLP_*`.
+    #[error("{0}")]
+    Traces(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +86,9 @@ pub fn init_from(lookup: Lookup<'_>, service_name: &'static str) -> Result<(), T
     if *installed {
         return Ok(());
     }
-    let subscriber = build_subscriber(filter, format, service_name, std::io::stdout);
+    let traces = crate::traces::layer(service_name, lookup)
+        .map_err(|error| TelemetryError::Traces(error.to_string()))?;
+    let subscriber = build_subscriber(filter, format, service_name, std::io::stdout, Some(traces));
     // An error here means another global subscriber is already in place; keeping it is the
     // documented behaviour, so the error carries nothing to act on.
     let _already_installed = subscriber.try_init();
@@ -108,21 +119,25 @@ fn settings_from(lookup: Lookup<'_>) -> Result<(EnvFilter, LogFormat), Telemetry
     Ok((filter, format))
 }
 
-fn build_subscriber<W>(
+fn build_subscriber<W, T>(
     filter: EnvFilter,
     format: LogFormat,
     service_name: &'static str,
     make_writer: W,
+    traces: Option<T>,
 ) -> Box<dyn Subscriber + Send + Sync + 'static>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+    T: Layer<Registry> + Send + Sync + 'static,
 {
+    let traced = tracing_subscriber::registry().with(traces);
     match format {
         LogFormat::Text => Box::new(
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(make_writer)
-                .finish(),
+            traced.with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(make_writer)
+                    .with_filter(filter),
+            ),
         ),
         LogFormat::Json => {
             let json_format = tracing_subscriber::fmt::format()
@@ -131,18 +146,20 @@ where
                 .with_current_span(true)
                 .with_span_list(false);
             Box::new(
-                tracing_subscriber::fmt()
-                    .json()
-                    .with_env_filter(filter)
-                    .with_writer(make_writer)
-                    .event_format(WithServiceName::new(service_name, json_format))
-                    .finish(),
+                traced.with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(make_writer)
+                        .event_format(WithServiceName::new(service_name, json_format))
+                        .with_filter(filter),
+                ),
             )
         }
     }
 }
 
-/// Wraps the JSON event format to put `"service":"<name>"` first in every line.
+/// Wraps the JSON event format to put `"service":"<name>"` first in every line, then the trace
+/// and span ids of the span the event happened in.
 ///
 /// tracing-subscriber has no notion of constant fields, and a root span would not reach events
 /// of tasks spawned outside it; splicing the field into each formatted object does both.
@@ -184,6 +201,13 @@ where
             Some(rest) => {
                 writer.write_str("{")?;
                 writer.write_str(&self.service_field)?;
+                if let Some((trace_id, span_id)) = crate::traces::current_ids() {
+                    // Hex digits only: nothing to escape.
+                    write!(
+                        writer,
+                        "\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\","
+                    )?;
+                }
                 writer.write_str(rest)
             }
             None => writer.write_str(&line),
@@ -256,7 +280,13 @@ mod tests {
         let output = CapturedOutput::default();
         let writer = output.clone();
         let (filter, format) = settings(&[("LOG_FORMAT", "json"), ("RUST_LOG", "debug")]).unwrap();
-        let subscriber = build_subscriber(filter, format, "order-svc", move || writer.clone());
+        let subscriber = build_subscriber(
+            filter,
+            format,
+            "order-svc",
+            move || writer.clone(),
+            None::<tracing_subscriber::layer::Identity>,
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(order_id = "o-1", "order accepted");
             let span = tracing::info_span!("http_request", route = "/orders");

@@ -63,13 +63,72 @@ fn builder(vhost: &TestVhost) -> ServiceBuilder {
     }
 }
 
+/// Serves the test service (with a database or without) on a port of its own, with `producer`
+/// as its own background producer; returns its base URL, the token that stops it and its task.
+async fn serve<F, Fut>(
+    vhost: &TestVhost,
+    database: &TestDatabase,
+    with_database: bool,
+    producer: F,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), RunError>>,
+)
+where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let service = builder(vhost);
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (amqp_url, database_url) = (vhost.url().to_owned(), database.url().to_owned());
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move {
+        let started = if with_database {
+            let infrastructure = Infrastructure {
+                database_url: &database_url,
+                amqp_url: &amqp_url,
+                startup_timeout: Duration::from_secs(10),
+                max_connections: 2,
+                max_batch: 1,
+                lanes: 1,
+            };
+            service
+                .start_with_database::<outbox::OutboxMigrator, _>(
+                    infrastructure,
+                    PingHandler,
+                    &stop,
+                    |messaging| {
+                        messaging.background.spawn_producer(producer);
+                        OpenApiRouter::new()
+                    },
+                )
+                .await?
+        } else {
+            let infrastructure = BrokerInfrastructure {
+                amqp_url: &amqp_url,
+                startup_timeout: Duration::from_secs(10),
+                remembered_messages: 10,
+            };
+            service
+                .start_without_database(infrastructure, PingHandler, &stop, |messaging| {
+                    messaging.background.spawn_producer(producer);
+                    OpenApiRouter::new()
+                })
+                .await?
+        };
+        started.serve_on(listener, stop).await
+    });
+    (base, shutdown, running)
+}
+
 /// Starts the test service (with a database or without), checks the readiness it answers, then
 /// shuts it down and checks that the producer it added was running and was stopped.
 async fn check(with_database: bool, expected_checks: serde_json::Value) {
     let vhost = TestVhost::create();
     let database = TestDatabase::create().await;
-    let service = builder(&vhost);
-    let shutdown = CancellationToken::new();
     let (started_sender, started) = oneshot::channel::<()>();
     let (stopped_sender, stopped) = oneshot::channel::<()>();
     // The service's own producer: says it runs, then waits for its stop.
@@ -78,52 +137,7 @@ async fn check(with_database: bool, expected_checks: serde_json::Value) {
         stop.cancelled().await;
         let _ = stopped_sender.send(());
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let running = {
-        let (shutdown, amqp_url, database_url) = (
-            shutdown.clone(),
-            vhost.url().to_owned(),
-            database.url().to_owned(),
-        );
-        tokio::spawn(async move {
-            let started = if with_database {
-                let infrastructure = Infrastructure {
-                    database_url: &database_url,
-                    amqp_url: &amqp_url,
-                    startup_timeout: Duration::from_secs(10),
-                    max_connections: 2,
-                    max_batch: 1,
-                    lanes: 1,
-                };
-                service
-                    .start_with_database::<outbox::OutboxMigrator, _>(
-                        infrastructure,
-                        PingHandler,
-                        &shutdown,
-                        |messaging| {
-                            messaging.background.spawn_producer(producer);
-                            OpenApiRouter::new()
-                        },
-                    )
-                    .await?
-            } else {
-                let infrastructure = BrokerInfrastructure {
-                    amqp_url: &amqp_url,
-                    startup_timeout: Duration::from_secs(10),
-                    remembered_messages: 10,
-                };
-                service
-                    .start_without_database(infrastructure, PingHandler, &shutdown, |messaging| {
-                        messaging.background.spawn_producer(producer);
-                        OpenApiRouter::new()
-                    })
-                    .await?
-            };
-            started.serve_on(listener, shutdown).await?;
-            Ok::<(), RunError>(())
-        })
-    };
+    let (base, shutdown, running) = serve(&vhost, &database, with_database, producer).await;
 
     tokio::time::timeout(Duration::from_secs(20), started)
         .await
@@ -150,11 +164,82 @@ async fn check(with_database: bool, expected_checks: serde_json::Value) {
 }
 
 #[tokio::test]
-async fn a_service_with_a_database_checks_both_and_stops_its_producers() {
-    check(true, serde_json::json!({"database": "ok", "broker": "ok"})).await;
+async fn a_service_with_a_database_checks_its_pool_consumer_and_relay_and_stops_its_producers() {
+    check(
+        true,
+        serde_json::json!({"database": "ok", "consumer": "ok", "relay": "ok"}),
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn a_service_without_a_database_checks_the_broker_and_stops_its_producers() {
-    check(false, serde_json::json!({"broker": "ok"})).await;
+async fn a_service_without_a_database_checks_its_consumer_and_stops_its_producers() {
+    check(false, serde_json::json!({"consumer": "ok"})).await;
+}
+
+/// `/health/ready`'s status and body.
+async fn readiness(base: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{base}/health/ready")).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// Polls readiness until `accept` holds; panics with the last answer after 60 s.
+async fn readiness_until(
+    base: &str,
+    accept: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = readiness(base).await;
+        if accept(status, &body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never changed as expected; last {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_the_services_own_consumer_and_relay_through_a_broker_outage() {
+    let mut node = testkit::rabbit::RabbitNode::start();
+    let vhost = TestVhost::create_on(&node);
+    let database = TestDatabase::create().await;
+    let idle = |stop: CancellationToken| async move { stop.cancelled().await };
+    let (base, shutdown, running) = serve(&vhost, &database, true, idle).await;
+    assert!(testkit::system::wait_until_ready(&base, Duration::from_secs(30)).await);
+
+    // The broker goes away: no probe opens a connection of its own, yet readiness says that
+    // the consumer and the relay lost theirs, and why.
+    tokio::task::block_in_place(|| node.stop());
+    let down = readiness_until(&base, |status, _| status == 503).await;
+    let failing: Vec<&str> = down["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["field"].as_str().unwrap())
+        .collect();
+    assert!(failing.contains(&"consumer"), "{down}");
+    assert!(!failing.contains(&"database"), "{down}");
+    assert!(
+        down["detail"].as_str().unwrap().starts_with("not ready: "),
+        "{down}"
+    );
+
+    // It comes back by itself once the broker does.
+    tokio::task::block_in_place(|| node.start_again());
+    let up = readiness_until(&base, |status, _| status == 200).await;
+    assert_eq!(
+        up["checks"],
+        serde_json::json!({"database": "ok", "consumer": "ok", "relay": "ok"})
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the service stops")
+        .unwrap()
+        .unwrap();
 }

@@ -73,7 +73,7 @@ fn compose_runs_every_service_with_everything_it_reads() {
     let services = &compose["services"];
     // (service, port, variables the binary reads as generated from its configuration's
     // description, infrastructure it waits for)
-    let expected: [(&str, u16, &[&str], &[&str]); 4] = [
+    let expected: [(&str, u16, &[&str], &[&str]); 5] = [
         (
             "order-svc",
             8080,
@@ -98,6 +98,7 @@ fn compose_runs_every_service_with_everything_it_reads() {
             notify_svc::ENVIRONMENT.as_slice(),
             &["rabbitmq"],
         ),
+        ("console", 8084, console::ENVIRONMENT.as_slice(), &[]),
     ];
     for (name, port, variables, infrastructure) in expected {
         let service = &services[name];

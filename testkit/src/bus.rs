@@ -1,9 +1,11 @@
 //! A test's own view of the message bus: publish envelopes as a service would (each with the
-//! broker user of the service that produces its type, so that consumers accept it), and listen
-//! to the messages services publish, on a private queue.
+//! broker user of the service that produces its type, so that consumers accept it), put them
+//! into a dead-letter queue as the consuming service would, and listen to the messages services
+//! publish, on a private queue.
 
 use std::time::Duration;
 
+use contracts::envelope::{HEADER_DEAD_LETTER_REASON, HEADER_ORIGINAL_USER_ID};
 use contracts::{AnyMessage, EXCHANGE, Envelope, Message, MessageType, Service};
 use futures::StreamExt;
 use lapin::options::{
@@ -12,6 +14,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use outbox::topology::DEAD_LETTER_EXCHANGE;
 use outbox::{Broker, NewMessage, wire};
 
 use crate::TestVhost;
@@ -108,25 +111,79 @@ impl TestBus {
         service: Service,
         envelope: &Envelope,
     ) -> Result<lapin::Confirmation, lapin::Error> {
-        let (_, user, _, channel) = self
-            .publishers
+        let (user, channel) = self.publisher(service);
+        let outgoing = wire::outgoing(&NewMessage::from(envelope));
+        let properties = outgoing.properties.with_user_id(user.into());
+        publish_mandatory(
+            channel,
+            EXCHANGE,
+            &outgoing.routing_key,
+            &outgoing.body,
+            properties,
+        )
+        .await
+    }
+
+    /// Puts `envelope` into `queue`'s dead-letter queue as `consumer`, the service whose queue
+    /// it is, would have after giving up on it: published as `consumer`'s broker user to
+    /// [`DEAD_LETTER_EXCHANGE`] with routing key `queue`, with `reason` and the validated sender
+    /// (the broker user of the service that produces its type, [`TestBus::user_of`]) in its
+    /// headers (not the original queue and time a consumer adds too). Asserts the broker took
+    /// it.
+    pub async fn dead_letter(
+        &self,
+        consumer: Service,
+        queue: &str,
+        envelope: &Envelope,
+        reason: &str,
+    ) {
+        let (user, channel) = self.publisher(consumer);
+        let producer = self.user_of(envelope.message_type.producer());
+        let outgoing = wire::outgoing(&NewMessage::from(envelope));
+        let headers = [
+            (HEADER_DEAD_LETTER_REASON, wire::long_string(reason)),
+            (HEADER_ORIGINAL_USER_ID, wire::long_string(producer)),
+        ];
+        let properties =
+            wire::with_headers(&outgoing.properties, &headers).with_user_id(user.into());
+        let confirmation = publish_mandatory(
+            channel,
+            DEAD_LETTER_EXCHANGE,
+            queue,
+            &outgoing.body,
+            properties,
+        )
+        .await;
+        assert!(
+            matches!(confirmation, Ok(lapin::Confirmation::Ack(None))),
+            "the broker refused a dead letter from {consumer}: {confirmation:?}"
+        );
+    }
+
+    /// Puts poison into `queue`'s dead-letter queue: the body `not json` with `message_id` and
+    /// `reason`, published as the administrator (without a `user_id`, nor a sender header) to
+    /// [`DEAD_LETTER_EXCHANGE`] with routing key `queue`.
+    pub async fn dead_letter_poison(&self, queue: &str, message_id: &str, reason: &str) {
+        let properties = wire::with_headers(
+            &lapin::BasicProperties::default().with_message_id(message_id.into()),
+            &[(HEADER_DEAD_LETTER_REASON, wire::long_string(reason))],
+        );
+        self.publish_raw(DEAD_LETTER_EXCHANGE, queue, properties, b"not json")
+            .await;
+    }
+
+    /// The broker user of `service` on the bus's vhost.
+    pub fn user_of(&self, service: Service) -> &str {
+        self.publisher(service).0
+    }
+
+    /// `service`'s broker user and its publishing channel.
+    fn publisher(&self, service: Service) -> (&str, &Channel) {
+        self.publishers
             .iter()
             .find(|(candidate, ..)| *candidate == service)
-            .expect("a publisher per service");
-        let outgoing = wire::outgoing(&NewMessage::from(envelope));
-        channel
-            .basic_publish(
-                EXCHANGE.into(),
-                outgoing.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &outgoing.body,
-                outgoing.properties.with_user_id(user.as_str().into()),
-            )
-            .await?
-            .await
+            .map(|(_, user, _, channel)| (user.as_str(), channel))
+            .expect("a publisher per service")
     }
 
     /// Wraps `message` in a new envelope, publishes it, and returns the envelope.
@@ -182,4 +239,28 @@ impl TestBus {
             panic!("expected no message, got {message:?}");
         }
     }
+}
+
+/// Publishes `body` on `channel`, mandatory (a message no queue takes comes back, and the
+/// confirmation says so), and waits for the broker's confirmation.
+pub async fn publish_mandatory(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) -> Result<lapin::Confirmation, lapin::Error> {
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await?
+        .await
 }

@@ -8,6 +8,9 @@ use crate::system::{Svc, System};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// How many times a read answered 503 with `Retry-After` is sent again.
+const READ_RETRIES: u32 = 10;
+
 /// Terminal order statuses.
 pub const TERMINAL: [&str; 2] = ["Completed", "Cancelled"];
 
@@ -64,14 +67,37 @@ impl Client {
         }
     }
 
+    /// Sends `request`; a read answered 503 with `Retry-After` (a database connection cut a
+    /// moment ago, say) is sent again after the delay it names, as a well-behaved client does.
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = self
+        let request = self
             .authorized(request)
-            .send()
-            .await
-            .expect("the service answers");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+            .build()
+            .expect("the request is well-formed");
+        let mut retries_left = READ_RETRIES;
+        loop {
+            let attempt = request.try_clone().expect("the body is not a stream");
+            let response = self
+                .http
+                .execute(attempt)
+                .await
+                .expect("the service answers");
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|seconds| seconds.parse::<u64>().ok());
+            match (request.method(), status, retry_after) {
+                (&reqwest::Method::GET, StatusCode::SERVICE_UNAVAILABLE, Some(seconds))
+                    if retries_left > 0 =>
+                {
+                    retries_left -= 1;
+                    tokio::time::sleep(Duration::from_secs(seconds)).await;
+                }
+                _ => return (status, response.json().await.unwrap_or(Value::Null)),
+            }
+        }
     }
 
     /// `PUT /products/{id}` on inventory: stock and catalog price (minor units).
@@ -88,12 +114,16 @@ impl Client {
 
     /// `GET /products/{id}` on inventory: (available, reserved, committed).
     pub async fn stock(&self, product_id: &str) -> (i64, i64, i64) {
-        let (_, body) = self
+        let (status, body) = self
             .send(
                 self.http
                     .get(format!("{}/products/{product_id}", self.inventory)),
             )
             .await;
+        assert!(
+            status.is_success(),
+            "stock of {product_id}: {status} {body}"
+        );
         (
             body["available"].as_i64().unwrap(),
             body["reserved"].as_i64().unwrap(),
@@ -115,12 +145,16 @@ impl Client {
 
     /// `GET /accounts/{id}` on payment: the balance.
     pub async fn balance(&self, customer_id: &str) -> i64 {
-        let (_, body) = self
+        let (status, body) = self
             .send(
                 self.http
                     .get(format!("{}/accounts/{customer_id}", self.payment)),
             )
             .await;
+        assert!(
+            status.is_success(),
+            "balance of {customer_id}: {status} {body}"
+        );
         body["balance"].as_i64().unwrap()
     }
 

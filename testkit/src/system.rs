@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::rabbit::{RabbitCluster, RabbitNode};
 use crate::{TestDatabase, TestVhost};
 
 /// One of the four services.
@@ -80,6 +81,29 @@ pub struct SystemConfig {
     pub profile: Profile,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
+    /// Where the broker runs.
+    pub broker: BrokerPlacement,
+    /// More variables for every service (`OTEL_EXPORTER_OTLP_ENDPOINT`, say), after the
+    /// ones compose sets.
+    pub extra_environment: Vec<(String, String)>,
+}
+
+/// Where a [`System`]'s broker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerPlacement {
+    /// A vhost of the machine's shared broker (other tests use it too: no fault may stop it).
+    Shared,
+    /// A node of the system's own, which faults may restart, kill or put under an alarm.
+    OwnNode,
+    /// A cluster of this many nodes of the system's own; every service is given every node's
+    /// URL (`AMQP_URL` with commas).
+    Cluster(usize),
+}
+
+/// The broker nodes a [`System`] owns, if any.
+enum OwnBroker {
+    Node(RabbitNode),
+    Cluster(RabbitCluster),
 }
 
 impl Default for SystemConfig {
@@ -91,6 +115,8 @@ impl Default for SystemConfig {
             replicas: Svc::ALL.iter().map(|&svc| (svc, 1)).collect(),
             profile: Profile::Debug,
             log_filter: "info".into(),
+            broker: BrokerPlacement::Shared,
+            extra_environment: Vec::new(),
         }
     }
 }
@@ -171,6 +197,9 @@ pub struct System {
     vhost: TestVhost,
     instances: Vec<Instance>,
     http: reqwest::Client,
+    /// Declared after the vhost: fields drop in order, and the vhost is deleted through the
+    /// nodes before they stop.
+    own_broker: Option<OwnBroker>,
 }
 
 /// `ALTER DATABASE … WITH ALLOW_CONNECTIONS …` as the server's superuser (from the `postgres`
@@ -205,7 +234,20 @@ impl System {
         for svc in [Svc::Order, Svc::Inventory, Svc::Payment] {
             databases.insert(svc, TestDatabase::create().await);
         }
-        let vhost = TestVhost::create();
+        let (vhost, own_broker) = match config.broker {
+            BrokerPlacement::Shared => (TestVhost::create(), None),
+            BrokerPlacement::OwnNode => {
+                let node = RabbitNode::start();
+                (TestVhost::create_on(&node), Some(OwnBroker::Node(node)))
+            }
+            BrokerPlacement::Cluster(size) => {
+                let cluster = RabbitCluster::start(size);
+                (
+                    TestVhost::create_on_cluster(&cluster),
+                    Some(OwnBroker::Cluster(cluster)),
+                )
+            }
+        };
         let log_dir = target_dir().join("system-logs").join(vhost.name());
         std::fs::create_dir_all(&log_dir).expect("create the log directory");
         let mut system = System {
@@ -216,6 +258,7 @@ impl System {
             vhost,
             instances: Vec::new(),
             http: reqwest::Client::new(),
+            own_broker,
         };
         for svc in Svc::ALL {
             for _ in 0..system.config.replicas.get(&svc).copied().unwrap_or(1) {
@@ -253,7 +296,10 @@ impl System {
     /// The environment `compose.yaml` gives `svc`, pointed at this system's infrastructure.
     pub fn environment(&self, svc: Svc, port: u16) -> Vec<(String, String)> {
         let mut env = vec![
-            ("AMQP_URL".to_owned(), self.vhost.service_url(svc.service())),
+            (
+                "AMQP_URL".to_owned(),
+                self.vhost.service_urls(svc.service()).join(","),
+            ),
             (
                 "AMQP_PRODUCER_USERS".to_owned(),
                 self.vhost.producer_users_env(),
@@ -286,6 +332,7 @@ impl System {
             )),
             Svc::Inventory | Svc::Notify => {}
         }
+        env.extend(self.config.extra_environment.iter().cloned());
         env
     }
 
@@ -430,6 +477,22 @@ impl System {
     /// The system's vhost.
     pub fn vhost(&self) -> &TestVhost {
         &self.vhost
+    }
+
+    /// The broker node of the system's own ([`BrokerPlacement::OwnNode`]).
+    pub fn broker_node(&mut self) -> Option<&mut RabbitNode> {
+        match &mut self.own_broker {
+            Some(OwnBroker::Node(node)) => Some(node),
+            Some(OwnBroker::Cluster(_)) | None => None,
+        }
+    }
+
+    /// The broker cluster of the system's own ([`BrokerPlacement::Cluster`]).
+    pub fn broker_cluster(&mut self) -> Option<&mut RabbitCluster> {
+        match &mut self.own_broker {
+            Some(OwnBroker::Cluster(cluster)) => Some(cluster),
+            Some(OwnBroker::Node(_)) | None => None,
+        }
     }
 
     /// Where the instances' logs are.

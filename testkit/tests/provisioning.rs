@@ -79,7 +79,7 @@ async fn each_service_may_publish_only_the_types_it_produces() {
 }
 
 #[tokio::test]
-async fn service_users_read_only_their_queues_and_configure_nothing() {
+async fn service_users_read_only_their_queues_and_dead_letters_and_configure_nothing() {
     let vhost = TestVhost::create();
     let connect = |service: Service| {
         let url = vhost.service_url(service);
@@ -96,7 +96,9 @@ async fn service_users_read_only_their_queues_and_configure_nothing() {
         (Service::Notify, "notify-svc.OrderCompleted", true),
         (Service::Inventory, "payment-svc.StockReserved", false),
         (Service::Notify, "order-svc.PaymentSucceeded", false),
-        (Service::Payment, "payment-svc.StockReserved.dlq", false),
+        // Its own dead letters, which operators list, redrive and discard through it.
+        (Service::Payment, "payment-svc.StockReserved.dlq", true),
+        (Service::Inventory, "payment-svc.StockReserved.dlq", false),
     ];
     for &(service, queue, allowed) in cases {
         let connection = connect(service).await;

@@ -98,6 +98,9 @@ impl<M: Inbound, H: StatelessHandler<M>> Processor<M> for InMemoryProcessor<M, H
                     Verdict::Handled
                 }
                 Err(HandlerError::Rejected(reason)) => Verdict::DeadLetter(reason),
+                // Not the message's fault: the batch is handled again after a pause (what was
+                // handled before this one is remembered, so it is not notified twice).
+                Err(HandlerError::Unavailable(reason)) => return Err(ProcessError::new(reason)),
                 Err(other) => Verdict::Retry(other.to_string()),
             };
             verdicts.push(verdict);

@@ -40,14 +40,22 @@ pub enum HandlerError {
     /// Lost an optimistic-concurrency race: the message is handled again at once, on fresh state.
     #[error("optimistic concurrency conflict")]
     Conflict,
-    /// Might succeed later: retried with backoff, then dead-lettered.
+    /// The message failed but might succeed later: retried with backoff, spending one of its
+    /// attempts each time, then dead-lettered.
     #[error("{0}")]
     Transient(String),
     /// Can never succeed: dead-lettered at once with this reason.
     #[error("{0}")]
     Rejected(String),
-    /// The database failed: handled again at once a few times (deadlocks resolve), then retried
-    /// with backoff.
+    /// Something the handler depends on is unavailable (not the message's fault): the consumer
+    /// pauses and handles the message again, without spending its attempts.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The database failed. Handled again at once a few times (deadlocks and races with a
+    /// concurrent copy resolve), then blamed by [`crate::failure::blame_database`]: an
+    /// infrastructure failure (connection, pool, timeout, contention) pauses the consumer
+    /// without spending the message's attempts; any other database error is the message's own
+    /// and is retried toward the dead-letter queue.
     #[error("database: {0}")]
     Database(#[from] DbErr),
 }
@@ -88,6 +96,12 @@ pub struct Received<M> {
     pub queue: Arc<str>,
     /// The message.
     pub message: M,
+    /// Whether the broker handed it out before, to a consumer that did not settle it (such a
+    /// delivery is processed in a batch of its own).
+    pub redelivered: bool,
+    /// The trace the message belongs to (its `traceparent` header), continued by the spans
+    /// its handling runs in.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// What to do with one delivery after processing.
@@ -103,10 +117,19 @@ pub enum Verdict {
     DeadLetter(String),
 }
 
-/// The infrastructure failed; nothing of the batch was handled.
+/// The infrastructure failed (the database, the broker, something a handler depends on): the
+/// batch is handled again after a pause, without spending any message's attempts. Messages of
+/// the batch that were committed before the failure are recognised as duplicates then.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ProcessError(String);
+
+impl ProcessError {
+    /// An infrastructure failure described by `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        ProcessError(reason.into())
+    }
+}
 
 impl From<DbErr> for ProcessError {
     fn from(error: DbErr) -> Self {
@@ -134,6 +157,10 @@ pub struct ConsumerConfig {
     pub lanes: usize,
     /// Deliveries of one message before it is dead-lettered.
     pub max_attempts: u32,
+    /// How long a retry or dead letter the runner republishes may wait for the broker's
+    /// confirm before the session is given up and reconnected (the delivery stays
+    /// unacknowledged, so it comes back).
+    pub confirm_timeout: std::time::Duration,
     /// The connection name shown by the broker.
     pub connection_name: String,
     /// Who may send each message type: a delivery whose `user_id` is not its type's producer
@@ -149,19 +176,31 @@ impl Default for ConsumerConfig {
             max_batch: 64,
             lanes: 2,
             max_attempts: 5,
+            confirm_timeout: std::time::Duration::from_secs(10),
             connection_name: "consumer".into(),
             producers: Producers::default(),
         }
     }
 }
 
-/// The span every handling of `item` runs in.
+/// The span every handling of `item` runs in: `process`, by OpenTelemetry's messaging
+/// conventions, a child of the trace the message carries.
 fn message_span<M: Inbound>(item: &Received<M>) -> tracing::Span {
-    info_span!(
+    let span = info_span!(
         "message",
+        otel.name = %format!("process {}", item.queue),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %item.queue,
+        messaging.rabbitmq.destination.routing_key = %item.message.message_type(),
+        messaging.message.id = %item.message.message_id(),
+        messaging.message.conversation_id = %item.message.correlation_id(),
         correlation_id = %item.message.correlation_id(),
         message_type = %item.message.message_type(),
         message_id = %item.message.message_id(),
         queue = %item.queue,
-    )
+    );
+    crate::trace::adopt(&span, item.trace.as_ref());
+    span
 }

@@ -4,26 +4,32 @@
 //! id, batches, and reconnection.
 
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use lapin::Connection;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use lapin::{ChannelStatus, Connection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::settle::Settler;
-use super::{ConsumerConfig, Processor, Received, Verdict};
+use super::{ConsumerConfig, ProcessError, Processor, Received, Verdict};
 use crate::broker::{Backoff, Broker};
 use crate::headers::ORIGINAL_USER_ID;
+use crate::health::{ComponentHealth, Condition};
 use crate::message::Inbound;
 use crate::stats::ConsumerStats;
+use crate::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 use crate::wire;
+
+/// How long closing a channel or connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a consumer session ended.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,7 @@ pub struct ConsumerRunner<M, P> {
     processor: Arc<P>,
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
+    health: ComponentHealth,
     /// What the deliveries are decoded as; `fn() -> M` keeps the runner `Send` whatever `M` is.
     message: PhantomData<fn() -> M>,
 }
@@ -65,6 +72,7 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
             processor: Arc::new(processor),
             config,
             stats: Arc::default(),
+            health: ComponentHealth::new(),
             message: PhantomData,
         }
     }
@@ -74,50 +82,84 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
         Arc::clone(&self.stats)
     }
 
+    /// Whether this runner consumes every queue now (for readiness), readable while it runs.
+    pub fn health(&self) -> ComponentHealth {
+        self.health.clone()
+    }
+
     /// Consumes until `shutdown` is cancelled, then finishes the batches in flight.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(10));
         while !shutdown.is_cancelled() {
-            let connection = match self.broker.connect(&self.config.connection_name).await {
-                Ok(connection) => connection,
-                Err(cause) => {
-                    warn!(%cause, "consumer cannot reach the broker; retrying");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            backoff.reset();
-            let ended = self.session(&connection, &shutdown).await;
-            let _ = connection.close(200, "consumer stopping".into()).await;
-            match ended {
+            match self.connect_and_consume(&shutdown, &mut backoff).await {
                 Ok(()) => break,
                 Err(cause) => {
                     warn!(%cause, "consumer lost the broker; reconnecting");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
+                    self.health.set(Condition::Down(cause.to_string()));
                 }
+            }
+            if !backoff.wait(&shutdown).await {
+                break;
             }
         }
         info!(queues = ?self.queues, "consumer stopped");
     }
 
+    /// One session: a connection to consume on and another to republish retries and dead
+    /// letters on. Publishing apart means a connection the broker blocks during a resource
+    /// alarm (it blocks connections that publish) never holds up the acknowledgements of the
+    /// consuming one.
+    async fn connect_and_consume(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), SessionError> {
+        let name = &self.config.connection_name;
+        let consuming = self.broker.connect(name).await?;
+        let republishing = match self.broker.connect(&format!("{name} (republish)")).await {
+            Ok(connection) => connection,
+            Err(cause) => {
+                let _ = consuming.close(200, "consumer reconnecting".into()).await;
+                return Err(cause.into());
+            }
+        };
+        let ended = self
+            .session(&consuming, &republishing, shutdown, backoff)
+            .await;
+        // Healthy again only once a new session consumes.
+        self.health.set(match &ended {
+            Ok(()) => Condition::Down("stopping".into()),
+            Err(cause) => Condition::Down(cause.to_string()),
+        });
+        // A connection the broker blocks (an alarm) cannot send its close: never wait long.
+        for connection in [&consuming, &republishing] {
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                connection.close(200, "consumer stopping".into()),
+            )
+            .await;
+        }
+        ended
+    }
+
     async fn session(
         &self,
         connection: &Connection,
+        republishing: &Connection,
         shutdown: &CancellationToken,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let consume_channel = connection.create_channel().await?;
         consume_channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await?;
         let settler = Settler {
-            channel: Broker::confirm_channel(connection).await?,
+            channel: Broker::confirm_channel(republishing).await?,
+            connection_status: republishing.status().clone(),
             own_user: Arc::from(self.broker.user()),
             topology: self.broker.topology().clone(),
             max_attempts: self.config.max_attempts,
+            confirm_timeout: self.config.confirm_timeout,
             stats: Arc::clone(&self.stats),
         };
         let mut streams = Vec::with_capacity(self.queues.len());
@@ -134,6 +176,9 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
             streams.push(consumer.map(move |delivery| (Arc::clone(&queue), delivery)));
         }
         let mut deliveries = futures::stream::select_all(streams);
+        self.health.set(Condition::Up);
+        // A session that consumed starts the next reconnection from the shortest delay.
+        backoff.reset();
         info!(queues = ?self.queues, "consumer connected");
 
         let lane_count = self.config.lanes.max(1);
@@ -146,6 +191,7 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
                 receiver,
                 Arc::clone(&self.processor),
                 settler.clone(),
+                consume_channel.status().clone(),
                 self.config.max_batch.max(1),
                 shutdown.clone(),
             ));
@@ -176,9 +222,20 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
             };
             let (message, sender) = admitted;
             let lane = (message.correlation_id().as_u128() % lane_count as u128) as usize;
+            let redelivered = wire::redelivered(&delivery);
+            let trace = TraceContext::parse(
+                wire::header_text(&delivery.properties, TRACEPARENT).as_deref(),
+                wire::header_text(&delivery.properties, TRACESTATE).as_deref(),
+            );
+            receive_span(&queue, &message, trace.as_ref());
             let item = Item {
                 delivery,
-                received: Received { queue, message },
+                received: Received {
+                    queue,
+                    message,
+                    redelivered,
+                    trace,
+                },
                 sender,
             };
             tokio::select! {
@@ -196,8 +253,13 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
         // Close the channels before the connection: closing a connection whose channels are
         // still open makes lapin log spurious errors. Unacknowledged deliveries are requeued.
         if outcome.is_ok() {
-            let _ = consume_channel.close(200, "consumer stopping".into()).await;
-            let _ = settler.channel.close(200, "consumer stopping".into()).await;
+            for channel in [&consume_channel, &settler.channel] {
+                let _ = tokio::time::timeout(
+                    CLOSE_TIMEOUT,
+                    channel.close(200, "consumer stopping".into()),
+                )
+                .await;
+            }
         }
         outcome
     }
@@ -236,25 +298,38 @@ async fn run_lane<M: Inbound, P: Processor<M>>(
     mut receiver: mpsc::Receiver<Item<M>>,
     processor: Arc<P>,
     settler: Settler,
+    consuming: ChannelStatus,
     max_batch: usize,
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::new(Duration::from_secs(5));
-    while let Some(first) = receiver.recv().await {
-        let mut deliveries = vec![(first.delivery, first.sender)];
-        let mut batch = vec![first.received];
-        while batch.len() < max_batch {
-            let Ok(item) = receiver.try_recv() else {
-                break;
-            };
-            deliveries.push((item.delivery, item.sender));
-            batch.push(item.received);
+    // A redelivered item met while a batch was being filled: it starts the next batch.
+    let mut held_back: Option<Item<M>> = None;
+    loop {
+        let first = match held_back.take() {
+            Some(item) => item,
+            None => match receiver.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        // Deliveries of a channel that closed can no longer be acknowledged: the broker hands
+        // them out again to the next session, so handling them now would be wasted work.
+        if !consuming.connected() {
+            return Err(SessionError::StreamClosed);
         }
+        let items = fill_batch(first, &mut receiver, &mut held_back, max_batch);
+        let (deliveries, batch): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|item| ((item.delivery, item.sender), item.received))
+            .unzip();
         let verdicts = loop {
-            match processor.process(&batch).await {
+            match process_guarded(processor.as_ref(), &batch).await {
                 Ok(verdicts) => break verdicts,
                 Err(cause) => {
-                    warn!(%cause, batch = batch.len(), "cannot process a batch; retrying it");
+                    // The infrastructure failed: the same deliveries are handled again after a
+                    // pause, and no message spends an attempt on it.
+                    warn!(%cause, batch = batch.len(), "cannot process a batch; pausing, then handling it again");
                     // Leaving the batch unacknowledged on shutdown is safe: it is redelivered.
                     if !backoff.wait(&shutdown).await {
                         return Ok(());
@@ -272,4 +347,99 @@ async fn run_lane<M: Inbound, P: Processor<M>>(
         }
     }
     Ok(())
+}
+
+/// Records the `receive` of a delivery (OpenTelemetry's messaging conventions) in the trace the
+/// message carries; its handling is the `process` span that follows.
+fn receive_span<M: Inbound>(queue: &str, message: &M, trace: Option<&TraceContext>) {
+    let span = tracing::info_span!(
+        "receive",
+        otel.name = %format!("receive {queue}"),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "receive",
+        messaging.destination.name = %queue,
+        messaging.rabbitmq.destination.routing_key = %message.message_type(),
+        messaging.message.id = %message.message_id(),
+        messaging.message.conversation_id = %message.correlation_id(),
+        correlation_id = %message.correlation_id(),
+    );
+    crate::trace::adopt(&span, trace);
+}
+
+/// A batch starting with `first`: whatever else has arrived, up to `max_batch`. A redelivered
+/// delivery (one the broker handed out before, to a consumer that died or lost its connection
+/// holding it) is always a batch of its own: if it is what killed the previous consumer, it
+/// fails alone and cannot take innocent neighbours with it. One met while filling is held back
+/// to start the next batch.
+fn fill_batch<M>(
+    first: Item<M>,
+    receiver: &mut mpsc::Receiver<Item<M>>,
+    held_back: &mut Option<Item<M>>,
+    max_batch: usize,
+) -> Vec<Item<M>> {
+    let alone = first.received.redelivered;
+    let mut items = vec![first];
+    if alone {
+        return items;
+    }
+    while items.len() < max_batch {
+        match receiver.try_recv() {
+            Ok(item) if item.received.redelivered => {
+                *held_back = Some(item);
+                break;
+            }
+            Ok(item) => items.push(item),
+            Err(_) => break,
+        }
+    }
+    items
+}
+
+/// Processes `batch`, turning a panic into a failure of the message that caused it: a batch
+/// that panics is processed again one message at a time, and a message that panics alone is
+/// retried toward the dead-letter queue like any message that fails on its own. The panic
+/// never reaches the lane, so it never closes the connection (which would return every
+/// prefetched delivery to the broker).
+async fn process_guarded<M: Inbound, P: Processor<M>>(
+    processor: &P,
+    batch: &[Received<M>],
+) -> Result<Vec<Verdict>, ProcessError> {
+    let panic = match AssertUnwindSafe(processor.process(batch))
+        .catch_unwind()
+        .await
+    {
+        Ok(verdicts) => return verdicts,
+        Err(panic) => panic,
+    };
+    if let [item] = batch {
+        let reason = format!("the handler panicked: {}", panic_message(panic.as_ref()));
+        warn!(correlation_id = %item.message.correlation_id(), queue = %item.queue, %reason, "message failed");
+        return Ok(vec![Verdict::Retry(reason)]);
+    }
+    let mut verdicts = Vec::with_capacity(batch.len());
+    for item in batch {
+        let alone = std::slice::from_ref(item);
+        let verdict = match AssertUnwindSafe(processor.process(alone))
+            .catch_unwind()
+            .await
+        {
+            Ok(verdict) => verdict?,
+            Err(panic) => vec![Verdict::Retry(format!(
+                "the handler panicked: {}",
+                panic_message(panic.as_ref())
+            ))],
+        };
+        verdicts.extend(verdict);
+    }
+    Ok(verdicts)
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => "(no message)".to_owned(),
+    }
 }

@@ -12,7 +12,10 @@ use tracing::{debug, warn};
 use super::Received;
 use super::Verdict;
 use super::runner::SessionError;
-use crate::headers::{ATTEMPT, DEAD_LETTER_REASON, LAST_ERROR, ORIGINAL_QUEUE, ORIGINAL_USER_ID};
+use crate::headers::{
+    ATTEMPT, DEAD_LETTER_REASON, DEAD_LETTERED_AT, LAST_ERROR, ORIGINAL_QUEUE, ORIGINAL_USER_ID,
+    format_occurred_at,
+};
 use crate::message::Inbound;
 use crate::stats::{ConsumerStats, Outcome};
 use crate::topology::{DEAD_LETTER_EXCHANGE, Topology};
@@ -23,10 +26,15 @@ use crate::wire;
 pub(super) struct Settler {
     /// A confirm channel for republishing.
     pub(super) channel: Channel,
+    /// The status of the channel's connection (whether the broker blocks it).
+    pub(super) connection_status: lapin::ConnectionStatus,
     /// Our broker user: the `user_id` of what we republish (the broker accepts no other).
     pub(super) own_user: Arc<str>,
     pub(super) topology: Topology,
     pub(super) max_attempts: u32,
+    /// How long a republish may wait for the broker's confirm (a blocked connection never
+    /// confirms): past it, the session ends and the delivery is redelivered later.
+    pub(super) confirm_timeout: std::time::Duration,
     pub(super) stats: Arc<ConsumerStats>,
 }
 
@@ -98,6 +106,10 @@ impl Settler {
         let mut headers = vec![
             (DEAD_LETTER_REASON, wire::long_string(reason)),
             (ORIGINAL_QUEUE, wire::long_string(queue)),
+            (
+                DEAD_LETTERED_AT,
+                wire::long_string(&format_occurred_at(chrono::Utc::now())),
+            ),
         ];
         // Who sent it as far as the broker knows (unvalidated: it may be why it is here). A
         // message we republished before keeps the sender recorded then.
@@ -130,20 +142,31 @@ impl Settler {
         body: &[u8],
         properties: lapin::BasicProperties,
     ) -> Result<(), SessionError> {
-        let confirmation = self
-            .channel
-            .basic_publish(
-                wire::short_string(exchange),
-                wire::short_string(routing_key),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await?
-            .await?;
+        let publish = async {
+            self.channel
+                .basic_publish(
+                    wire::short_string(exchange),
+                    wire::short_string(routing_key),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        let confirmation = match tokio::time::timeout(self.confirm_timeout, publish).await {
+            Ok(confirmation) => confirmation?,
+            Err(_elapsed) => {
+                return Err(SessionError::Unconfirmed(format!(
+                    "the broker did not confirm a message for {exchange}/{routing_key} within {:?}{}",
+                    self.confirm_timeout,
+                    blocked_hint(&self.connection_status)
+                )));
+            }
+        };
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(returned)) => Err(SessionError::Unconfirmed(format!(
@@ -154,5 +177,14 @@ impl Settler {
                 "the broker nacked a message for {exchange}/{routing_key}"
             ))),
         }
+    }
+}
+
+/// Why a confirm may not come, when the broker said so: it blocks publishing connections during
+/// a memory or disk alarm.
+fn blocked_hint(connection: &lapin::ConnectionStatus) -> &'static str {
+    match connection.blocked() {
+        true => " (the broker blocks this connection: a memory or disk alarm)",
+        false => "",
     }
 }

@@ -13,6 +13,7 @@ use tracing::{Instrument, debug};
 
 use super::{Handler, HandlerError, ProcessError, Processor, Received, Verdict, message_span};
 use crate::enqueue::OutboxSignal;
+use crate::failure::{Blame, blame_database};
 use crate::message::Inbound;
 
 /// Handles a batch in one transaction, each message with its inbox row; falls back to one
@@ -92,27 +93,45 @@ impl<M: Inbound, H: Handler<M>> TransactionalProcessor<M, H> {
                 Err(error) => error,
             };
             transaction.rollback().await?;
-            if let Some(verdict) = self.after_failure(error, &mut immediate_retries) {
-                return Ok(verdict);
+            match self.after_failure(error, &mut immediate_retries) {
+                AfterFailure::HandleAgain => continue,
+                AfterFailure::Settle(verdict) => return Ok(verdict),
+                AfterFailure::Pause(cause) => return Err(cause),
             }
         }
     }
 
-    /// The verdict after a failed attempt, or `None` to handle the message again at once
-    /// (a lost optimistic-concurrency race, or a database error such as a deadlock).
-    fn after_failure(&self, error: HandlerError, immediate_retries: &mut u32) -> Option<Verdict> {
-        match error {
-            HandlerError::Rejected(reason) => Some(Verdict::DeadLetter(reason)),
-            HandlerError::Transient(reason) => Some(Verdict::Retry(reason)),
-            HandlerError::Conflict | HandlerError::Database(_)
-                if *immediate_retries < self.immediate_retries =>
-            {
-                *immediate_retries += 1;
-                debug!(%error, immediate_retries = *immediate_retries, "handling again");
-                None
+    /// What follows a failed attempt: the message's own failures become its verdict; a lost
+    /// optimistic-concurrency race or an infrastructure failure (a deadlock, a dropped
+    /// connection) is handled again at once a few times, then pauses the consumer without
+    /// spending the message's attempts.
+    fn after_failure(&self, error: HandlerError, immediate_retries: &mut u32) -> AfterFailure {
+        // What follows once handling again at once has not helped.
+        let exhausted = match error {
+            HandlerError::Rejected(reason) => {
+                return AfterFailure::Settle(Verdict::DeadLetter(reason));
             }
-            other => Some(Verdict::Retry(other.to_string())),
+            HandlerError::Transient(reason) => return AfterFailure::Settle(Verdict::Retry(reason)),
+            HandlerError::Unavailable(reason) => {
+                return AfterFailure::Pause(ProcessError::new(reason));
+            }
+            // A database error the message seems to cause may still be a race with a
+            // concurrent copy of it (two replicas inserting the same row: a unique violation),
+            // which handling again on fresh state resolves; one that persists is the message's.
+            HandlerError::Database(ref cause) => match blame_database(cause) {
+                Blame::Message(reason) => AfterFailure::Settle(Verdict::Retry(reason)),
+                Blame::Infrastructure(reason) => AfterFailure::Pause(ProcessError::new(reason)),
+            },
+            HandlerError::Conflict => AfterFailure::Pause(ProcessError::new(
+                "optimistic concurrency conflicts did not resolve",
+            )),
+        };
+        if *immediate_retries < self.immediate_retries {
+            *immediate_retries += 1;
+            debug!(%error, immediate_retries = *immediate_retries, "handling again");
+            return AfterFailure::HandleAgain;
         }
+        exhausted
     }
 
     async fn process_batch(&self, batch: &[Received<M>]) -> Result<Vec<Verdict>, ProcessError> {
@@ -148,6 +167,16 @@ impl<M: Inbound, H: Handler<M>> Processor<M> for TransactionalProcessor<M, H> {
         }
         verdicts
     }
+}
+
+/// What [`TransactionalProcessor::after_failure`] decided.
+enum AfterFailure {
+    /// Handle the message again at once, in a new transaction.
+    HandleAgain,
+    /// The message's own failure: settle it so.
+    Settle(Verdict),
+    /// The infrastructure failed: pause the batch.
+    Pause(ProcessError),
 }
 
 /// Inserts the inbox rows of a whole batch in one statement; returns the messages seen for the

@@ -47,6 +47,8 @@ pub struct Fixture {
     pub admin: Broker,
     pub signal: OutboxSignal,
     pub shutdown: CancellationToken,
+    /// The topology every broker of the fixture uses ([`fast_topology`] unless told otherwise).
+    pub topology: Topology,
 }
 
 /// Who talks to the broker.
@@ -59,9 +61,14 @@ pub enum Who {
 }
 
 impl Fixture {
+    /// A fresh database and a fresh vhost on the machine's shared broker.
     pub async fn new() -> Fixture {
+        Fixture::on(TestVhost::create(), fast_topology()).await
+    }
+
+    /// A fresh database and `vhost` (on a node of the test's own, say), used with `topology`.
+    pub async fn on(vhost: TestVhost, topology: Topology) -> Fixture {
         let database = TestDatabase::create().await;
-        let vhost = TestVhost::create();
         let db = database.connect().await;
         outbox::migrate::<outbox::OutboxMigrator>(&db)
             .await
@@ -78,10 +85,10 @@ impl Fixture {
         .unwrap();
         // The provisioning declared the production retry delays; the tests' shorter ones are
         // declared here, by the administrator, since service users may configure nothing.
-        let admin = Broker::new(vhost.url(), fast_topology());
+        let admin = Broker::new(vhost.url(), topology.clone());
         let declared = admin.connect("test topology").await.unwrap();
         declared.close(200, "declared".into()).await.unwrap();
-        let broker = fixture_broker(&vhost, Who::User(Service::Order));
+        let broker = fixture_broker(&vhost, Who::User(Service::Order), &topology);
         Fixture {
             database,
             vhost,
@@ -90,12 +97,13 @@ impl Fixture {
             admin,
             signal: OutboxSignal::new(),
             shutdown: CancellationToken::new(),
+            topology,
         }
     }
 
     /// A broker for `who` on this vhost, with the tests' topology.
     pub fn broker_as(&self, who: Who) -> Broker {
-        fixture_broker(&self.vhost, who)
+        fixture_broker(&self.vhost, who, &self.topology)
     }
 
     /// The broker user of `who`.
@@ -208,6 +216,23 @@ impl Fixture {
         id
     }
 
+    /// Like [`Fixture::enqueue_commit`], but a database failure (a cut, say) is reported as
+    /// `false` instead of failing the test: nothing was committed then.
+    pub async fn try_enqueue_commit(&self, order_id: OrderId) -> bool {
+        let Ok(transaction) = self.db.begin().await else {
+            return false;
+        };
+        if outbox::enqueue_message(&transaction, &CommitStock { order_id }, None)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let committed = transaction.commit().await.is_ok();
+        self.signal.wake();
+        committed
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .db
@@ -228,12 +253,12 @@ impl Fixture {
     }
 }
 
-fn fixture_broker(vhost: &TestVhost, who: Who) -> Broker {
+fn fixture_broker(vhost: &TestVhost, who: Who, topology: &Topology) -> Broker {
     let url = match who {
         Who::Admin => vhost.url().to_owned(),
         Who::User(service) => vhost.service_url(service),
     };
-    Broker::new(url, fast_topology())
+    Broker::new(url, topology.clone())
 }
 
 /// What a dead letter says about itself.
@@ -319,6 +344,14 @@ pub enum Behaviour {
     Reject,
     /// Rejects the messages of this order, handles the others.
     RejectOrder(OrderId),
+    /// Panics on the messages of this order, handles the others.
+    PanicOrder(OrderId),
+    /// The database fails this many times per message (as a pool that cannot hand out a
+    /// connection does), then it succeeds.
+    DatabaseUnavailableTimes(u32),
+    /// Handles every message, holding its transaction open this long first (so that faults
+    /// land mid-transaction).
+    Slow(Duration),
 }
 
 /// Records each handled message as a row of `handled`, in the handler's transaction.
@@ -363,6 +396,29 @@ impl Handler<Envelope<AnyMessage>> for Recorder {
                 ));
             }
             Behaviour::RejectOrder(_) => {}
+            Behaviour::PanicOrder(order_id) if envelope.correlation_id == order_id => {
+                panic!("planned panic for order {order_id}");
+            }
+            Behaviour::PanicOrder(_) => {}
+            Behaviour::DatabaseUnavailableTimes(times) => {
+                let mut failures = self.failures.lock().unwrap();
+                let failed = failures.entry(envelope.message_id).or_insert(0);
+                if *failed < times {
+                    *failed += 1;
+                    return Err(HandlerError::Database(sea_orm::DbErr::ConnectionAcquire(
+                        sea_orm::ConnAcquireErr::Timeout,
+                    )));
+                }
+            }
+            Behaviour::Slow(pause) => {
+                transaction
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT pg_sleep($1)",
+                        [pause.as_secs_f64().into()],
+                    ))
+                    .await?;
+            }
         }
         transaction
             .execute_raw(Statement::from_sql_and_values(

@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    service_kit::entrypoint::main("console", console::Config::from_env, console::run).await
+}
