@@ -1,5 +1,6 @@
 //! Keeping the outbox and the inbox small and fast: deleting processed outbox rows and old
-//! inbox records in small batches, and vacuuming and analysing both tables often.
+//! inbox records in small batches, and vacuuming and analysing both tables often (and the
+//! service's other tables when they are due).
 //!
 //! Both are queue tables: every message inserts a row and then updates or forgets it, so dead
 //! tuples pile up at the rate of traffic. PostgreSQL's autovacuum would clean them, but it may
@@ -96,14 +97,42 @@ async fn delete_in_batches<C: ConnectionTrait>(
     }
 }
 
-/// Vacuums and analyses `outbox_messages` and `processed_messages`, skipping a table another
-/// process is vacuuming (replicas of a service run this loop too). Runs outside any
-/// transaction (`VACUUM` cannot run inside one).
+/// Vacuums and analyses `outbox_messages` and `processed_messages` every round, and every other
+/// table of the service that autovacuum's own default thresholds call due (more than 50 + 20 %
+/// of its rows dead, or 50 + 10 % changed since its last analyse), skipping a table another
+/// process is vacuuming (replicas of a service run this loop too). Runs outside any transaction
+/// (`VACUUM` cannot run inside one).
+///
+/// The business and saga tables need it as much as the queue tables: without it, every update
+/// of an order or a saga instance leaves a dead row version and a dead index entry behind, and
+/// their statistics stay those of an empty table.
 pub async fn maintain<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     db.execute_unprepared("VACUUM (ANALYZE, SKIP_LOCKED) outbox_messages, processed_messages")
         .await?;
+    let due = db
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, TABLES_DUE))
+        .await?;
+    for row in due {
+        let table: String = row.try_get_by_index(0)?;
+        // The name comes quoted from `format('%I.%I')`.
+        db.execute_unprepared(&format!("VACUUM (ANALYZE, SKIP_LOCKED) {table}"))
+            .await?;
+    }
     Ok(())
 }
+
+/// The tables this role may vacuum (it owns them) in its search path, other than the two that
+/// are vacuumed every round, that autovacuum's default thresholds call due.
+const TABLES_DUE: &str = "
+    SELECT format('%I.%I', stats.schemaname, stats.relname)
+    FROM pg_stat_user_tables stats
+    JOIN pg_class class ON class.oid = stats.relid
+    WHERE stats.schemaname = ANY (current_schemas(false))
+      AND stats.relname NOT IN ('outbox_messages', 'processed_messages')
+      AND pg_has_role(current_user, class.relowner, 'MEMBER')
+      AND (stats.n_dead_tup > 50 + 0.2 * stats.n_live_tup
+           OR stats.n_mod_since_analyze > 50 + 0.1 * stats.n_live_tup)
+    ORDER BY stats.relname";
 
 /// Purges at start and then every [`RetentionConfig::interval`], and runs [`maintain`] every
 /// [`RetentionConfig::vacuum_interval`], until `shutdown`.
@@ -125,7 +154,7 @@ pub async fn run_retention<C: ConnectionTrait>(
             next_purge = tokio::time::Instant::now() + config.interval;
         }
         if let Err(cause) = maintain(&db).await {
-            warn!(%cause, "vacuuming the outbox and the inbox failed; will try again");
+            warn!(%cause, "vacuuming the service's tables failed; will try again");
         }
         tokio::select! {
             () = tokio::time::sleep(config.vacuum_interval.min(config.interval)) => {}

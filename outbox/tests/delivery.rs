@@ -672,6 +672,64 @@ async fn maintenance_replans_a_stale_claim_into_an_index_scan() {
     relay_session.close().await.unwrap();
 }
 
+/// Maintenance reaches the service's own tables too, as autovacuum would: a table whose rows
+/// were all updated is vacuumed and analysed, a table with a few fresh rows is left alone.
+#[tokio::test]
+async fn maintenance_vacuums_the_service_tables_that_are_due() {
+    let fixture = Fixture::new().await;
+    fixture
+        .db
+        .execute_unprepared(
+            "CREATE TABLE churned (id bigint PRIMARY KEY, counter bigint NOT NULL);
+             CREATE TABLE quiet (id bigint PRIMARY KEY);
+             INSERT INTO churned SELECT n, 0 FROM generate_series(1, 1000) n;
+             UPDATE churned SET counter = counter + 1;
+             UPDATE churned SET counter = counter + 1;
+             INSERT INTO quiet SELECT n FROM generate_series(1, 10) n;",
+        )
+        .await
+        .unwrap();
+    let vacuums = |table: &'static str| {
+        let db = fixture.db.clone();
+        async move {
+            db.execute_unprepared("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            db.query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT vacuum_count + 0, n_dead_tup + 0 FROM pg_stat_user_tables WHERE relname = $1",
+                [table.into()],
+            ))
+            .await
+            .unwrap()
+            .map(|row| {
+                (
+                    row.try_get_by_index::<i64>(0).unwrap(),
+                    row.try_get_by_index::<i64>(1).unwrap(),
+                )
+            })
+            .unwrap()
+        }
+    };
+    // A backend reports its table statistics within a second or so of its last transaction.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while vacuums("churned").await.0 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "churned never vacuumed: {:?}",
+            vacuums("churned").await
+        );
+        outbox::maintain(&fixture.db).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        vacuums("churned").await,
+        (1, 0),
+        "vacuumed once, no dead rows left"
+    );
+    assert_eq!(vacuums("quiet").await.0, 0, "ten fresh rows are not due");
+}
+
 /// Replicas starting together apply the migrations once, without failing.
 #[tokio::test]
 async fn concurrent_migrations_apply_once() {
