@@ -88,7 +88,7 @@ pub fn init_from(lookup: Lookup<'_>, service_name: &'static str) -> Result<(), T
     }
     let traces = crate::traces::layer(service_name, lookup)
         .map_err(|error| TelemetryError::Traces(error.to_string()))?;
-    let subscriber = build_subscriber(filter, format, service_name, std::io::stdout, Some(traces));
+    let subscriber = build_subscriber(filter, format, service_name, std::io::stdout, traces);
     // An error here means another global subscriber is already in place; keeping it is the
     // documented behaviour, so the error carries nothing to act on.
     let _already_installed = subscriber.try_init();
