@@ -111,4 +111,29 @@ impl Handler<Envelope<AnyMessage>> for InventoryHandler {
         }
         Ok(())
     }
+
+    /// Every product the batch's reservations, commits and releases will update, locked in id
+    /// order: the rows all of inventory's writers contend for.
+    async fn lock_batch(
+        &self,
+        transaction: &DatabaseTransaction,
+        envelopes: &[&Envelope<AnyMessage>],
+    ) -> Result<(), HandlerError> {
+        let (mut ordered, mut settled) = (Vec::new(), Vec::new());
+        for envelope in envelopes {
+            match &envelope.payload {
+                AnyMessage::OrderCreated(order) => ordered.extend(
+                    order
+                        .items
+                        .iter()
+                        .map(|line| line.product_id.as_str().to_owned()),
+                ),
+                AnyMessage::CommitStock(command) => settled.push(command.order_id),
+                AnyMessage::ReleaseStock(command) => settled.push(command.order_id),
+                _ => {}
+            }
+        }
+        store::lock_products_of_batch(transaction, ordered, &settled).await?;
+        Ok(())
+    }
 }

@@ -244,6 +244,29 @@ async fn lock_products<C: ConnectionTrait>(
         .collect()
 }
 
+/// Locks, in id order, the products named in `ordered` and those held for the orders in
+/// `settled`: what a batch of reservations, commits and releases will update.
+pub async fn lock_products_of_batch<C: ConnectionTrait>(
+    db: &C,
+    ordered: Vec<String>,
+    settled: &[OrderId],
+) -> Result<(), DbErr> {
+    if ordered.is_empty() && settled.is_empty() {
+        return Ok(());
+    }
+    let settled: Vec<uuid::Uuid> = settled.iter().map(|order_id| order_id.as_uuid()).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT product_id FROM products
+         WHERE product_id = ANY($1)
+            OR product_id IN (SELECT product_id FROM reservation_lines WHERE order_id = ANY($2))
+         ORDER BY product_id FOR UPDATE",
+        [ordered.into(), settled.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 async fn lines_of<C: ConnectionTrait>(
     db: &C,
     order_id: OrderId,

@@ -131,4 +131,23 @@ impl Handler<Envelope<AnyMessage>> for PaymentHandler {
         }
         Ok(())
     }
+
+    /// Every account the batch's charges and refunds will update, locked in customer id
+    /// order: the rows payment's writers contend for.
+    async fn lock_batch(
+        &self,
+        transaction: &DatabaseTransaction,
+        envelopes: &[&Envelope<AnyMessage>],
+    ) -> Result<(), HandlerError> {
+        let (mut charged, mut refunded) = (Vec::new(), Vec::new());
+        for envelope in envelopes {
+            match &envelope.payload {
+                AnyMessage::StockReserved(reserved) => charged.push(reserved.customer_id),
+                AnyMessage::RefundPayment(command) => refunded.push(command.order_id),
+                _ => {}
+            }
+        }
+        store::lock_accounts_of_batch(transaction, &charged, &refunded).await?;
+        Ok(())
+    }
 }

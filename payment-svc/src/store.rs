@@ -166,6 +166,30 @@ async fn lock_balance<C: ConnectionTrait>(
     row.map(|row| row.try_get_by_index(0)).transpose()
 }
 
+/// Locks, in customer id order, the accounts of the customers in `charged` and of the orders in
+/// `refunded`: what a batch of charges and refunds will update.
+pub async fn lock_accounts_of_batch<C: ConnectionTrait>(
+    db: &C,
+    charged: &[CustomerId],
+    refunded: &[OrderId],
+) -> Result<(), DbErr> {
+    if charged.is_empty() && refunded.is_empty() {
+        return Ok(());
+    }
+    let charged: Vec<uuid::Uuid> = charged.iter().map(|customer| customer.as_uuid()).collect();
+    let refunded: Vec<uuid::Uuid> = refunded.iter().map(|order| order.as_uuid()).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT customer_id FROM accounts
+         WHERE customer_id = ANY($1)
+            OR customer_id IN (SELECT customer_id FROM payments WHERE order_id = ANY($2))
+         ORDER BY customer_id FOR UPDATE",
+        [charged.into(), refunded.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Charges the order's total to its customer. Decides at most once per order (see the module
 /// documentation); a request for an order decided before moves nothing and reports that
 /// decision ([`ChargeOutcome::AlreadyDecided`]), whatever total the request names.

@@ -31,8 +31,9 @@ pub mod service;
 pub mod system;
 
 use std::process::Command;
+use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 
 fn postgres_base() -> String {
     std::env::var("TESTKIT_POSTGRES_URL")
@@ -113,6 +114,92 @@ impl TestDatabase {
     /// Terminates every backend connected to the database, as a database outage would.
     pub async fn terminate_connections(&self) {
         terminate_connections_of(&self.name).await;
+    }
+
+    /// The deadlocks PostgreSQL has detected in the database. A backend reports its statistics
+    /// as it exits: close every pool first; this waits for their backends to be gone.
+    pub async fn deadlocks(&self) -> i64 {
+        let db = self.connect().await;
+        let others = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            [self.name.clone().into()],
+        );
+        for _ in 0..200 {
+            let row = db
+                .query_one_raw(others.clone())
+                .await
+                .expect("count backends");
+            let count = row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap_or(0));
+            if count == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = $1",
+                [self.name.clone().into()],
+            ))
+            .await
+            .expect("read the database's statistics")
+            .expect("the database has statistics");
+        let deadlocks = row.try_get_by_index::<i64>(0).expect("deadlocks");
+        db.close().await.expect("close the statistics connection");
+        deadlocks
+    }
+}
+
+/// Processes the batches at once, each on a task of its own, as a consumer's lanes would, and
+/// expects every message of every batch handled.
+pub async fn handle_together<P>(
+    processor: &std::sync::Arc<P>,
+    batches: Vec<Vec<outbox::Received<contracts::Envelope<contracts::AnyMessage>>>>,
+) where
+    P: outbox::Processor<contracts::Envelope<contracts::AnyMessage>>,
+{
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            let processor = std::sync::Arc::clone(processor);
+            tokio::spawn(async move { processor.process(&batch).await })
+        })
+        .collect();
+    for task in tasks {
+        let verdicts = task
+            .await
+            .expect("the batch's task panicked")
+            .expect("the batch could not be processed");
+        assert!(
+            verdicts
+                .iter()
+                .all(|verdict| matches!(verdict, outbox::Verdict::Handled)),
+            "{verdicts:?}"
+        );
+    }
+}
+
+/// `message`, as a consumer's processor receives it from `queue`: for tests that drive a
+/// [`outbox::Processor`] directly.
+pub fn received<M: contracts::Message + Clone + Into<contracts::AnyMessage>>(
+    queue: &str,
+    message: &M,
+) -> outbox::Received<contracts::Envelope<contracts::AnyMessage>> {
+    let envelope = contracts::Envelope::new(message, None).expect("encode");
+    outbox::Received {
+        queue: std::sync::Arc::from(queue),
+        message: contracts::Envelope {
+            message_id: envelope.message_id,
+            message_type: envelope.message_type,
+            correlation_id: envelope.correlation_id,
+            causation_id: envelope.causation_id,
+            occurred_at: envelope.occurred_at,
+            schema_version: envelope.schema_version,
+            payload: message.clone().into(),
+        },
+        redelivered: false,
+        trace: None,
     }
 }
 

@@ -81,6 +81,23 @@ pub trait Handler<M: Inbound>: Send + Sync + 'static {
         transaction: &DatabaseTransaction,
         message: &M,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Takes, before the messages of a batch are handled in one transaction, every row lock
+    /// their handlers will take that another batch may want too, in one global order (by key).
+    ///
+    /// Each handler locks its own rows in order, but a batch holds the locks of its first
+    /// messages while its later ones take theirs: two batches handled at once would deadlock
+    /// where their rows cross. Locking them all up front, sorted, makes batches queue instead.
+    /// The default locks nothing, which is right for a handler whose messages never contend
+    /// for a row with another correlation's (messages of one correlation share a lane).
+    fn lock_batch(
+        &self,
+        transaction: &DatabaseTransaction,
+        messages: &[&M],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (transaction, messages);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Business logic for services without a database.

@@ -42,7 +42,8 @@ impl<M: Inbound, H: Handler<M>> TransactionalProcessor<M, H> {
     }
 
     /// Handles a whole batch in one transaction, without savepoints (two round trips per
-    /// message saved), with every inbox row written by one statement. `None`, after rolling
+    /// message saved), with every inbox row written by one statement and the rows its handlers
+    /// contend for locked up front ([`Handler::lock_batch`]). `None`, after rolling
     /// everything back, if any handler failed: the caller then handles the messages one by one,
     /// so that only the failing one is retried.
     async fn process_at_once(
@@ -51,6 +52,18 @@ impl<M: Inbound, H: Handler<M>> TransactionalProcessor<M, H> {
     ) -> Result<Option<Vec<Verdict>>, ProcessError> {
         let transaction = self.db.begin().await?;
         let mut first_sight = record_all_in_inbox(&transaction, batch).await?;
+        let to_handle: Vec<&M> = batch
+            .iter()
+            .filter(|item| {
+                first_sight.contains(&(Arc::clone(&item.queue), item.message.message_id()))
+            })
+            .map(|item| &item.message)
+            .collect();
+        if let Err(error) = self.handler.lock_batch(&transaction, &to_handle).await {
+            debug!(%error, batch = batch.len(), "locking the batch's rows failed; handling it one by one");
+            transaction.rollback().await?;
+            return Ok(None);
+        }
         let mut verdicts = Vec::with_capacity(batch.len());
         for item in batch {
             // A message seen before, or a second copy of one earlier in this batch.
