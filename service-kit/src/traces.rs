@@ -71,8 +71,8 @@ where
     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(provider);
     // Spans that go nowhere need their ids and nothing else: without an exporter the layer
     // leaves out what only a trace viewer would show — the events logged in a span (each one
-    // a copy of its fields), source locations, thread names, busy and idle times — which cost
-    // CPU on every span (BENCHMARKS.md measures the difference).
+    // a copy of its fields), source locations, thread names, busy and idle times, activation
+    // on every poll — which cost CPU on every span (BENCHMARKS.md measures the difference).
     let wanted = filter_fn(move |metadata| {
         metadata.level() <= &Level::INFO && (exporting || metadata.is_span())
     });
@@ -82,6 +82,9 @@ where
             .with_location(exporting)
             .with_threads(exporting)
             .with_tracked_inactivity(exporting)
+            // Activation makes a span's context OpenTelemetry's current one on every poll, for
+            // OpenTelemetry-native libraries; ours read it from the span (`outbox::trace`).
+            .with_context_activation(exporting)
             .with_filter(wanted),
     ))
 }

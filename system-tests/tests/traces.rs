@@ -263,7 +263,24 @@ async fn an_order_is_one_trace_across_the_four_services_and_their_logs() {
     }
 
     // Every service's log lines about the order carry the trace id.
-    let mut lines_by_service: HashMap<&str, usize> = HashMap::new();
+    let (trace_ids, lines_by_service) = logged_trace_ids(&system, &order_id);
+    assert_eq!(trace_ids, BTreeSet::from([trace_id.clone()]));
+    for service in &everyone {
+        assert!(
+            lines_by_service.get(service).copied().unwrap_or(0) > 0,
+            "{service} logged something about the order: {lines_by_service:?}"
+        );
+    }
+}
+
+/// The trace ids in every service's log lines about the order (each line must carry one, and a
+/// span id), and how many such lines each service wrote.
+fn logged_trace_ids(
+    system: &System,
+    order_id: &str,
+) -> (BTreeSet<String>, HashMap<&'static str, usize>) {
+    let mut trace_ids = BTreeSet::new();
+    let mut lines_by_service: HashMap<&'static str, usize> = HashMap::new();
     for svc in Svc::ALL {
         let log = std::fs::read_to_string(system.log_dir().join(format!("{}-0.log", svc.binary())))
             .unwrap();
@@ -273,24 +290,48 @@ async fn an_order_is_one_trace_across_the_four_services_and_their_logs() {
         };
         for line in log.lines().filter(about_the_order) {
             let line: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(
-                line["trace_id"].as_str(),
-                Some(trace_id.as_str()),
+            let trace_id = line["trace_id"].as_str();
+            assert!(
+                trace_id.is_some_and(|trace| trace.len() == 32),
                 "{}: {line}",
                 svc.binary()
             );
             assert!(
                 line["span_id"]
                     .as_str()
-                    .is_some_and(|span| span.len() == 16)
+                    .is_some_and(|span| span.len() == 16),
+                "{}: {line}",
+                svc.binary()
             );
+            trace_ids.extend(trace_id.map(str::to_owned));
             *lines_by_service.entry(svc.binary()).or_default() += 1;
         }
     }
-    for service in &everyone {
+    (trace_ids, lines_by_service)
+}
+
+/// Without an exporter the spans carry their ids and nothing else, and the context still
+/// travels: one order's log lines in all four services name one trace.
+#[tokio::test]
+async fn without_an_exporter_an_order_is_still_one_trace_in_the_logs() {
+    let system = System::start(SystemConfig::default()).await;
+    let client = Client::new(&system);
+    let customer = new_customer();
+    client.set_product("logged-widget", 10, 300).await;
+    client.set_balance(&customer, 10_000).await;
+    let (status, order) = client.place(&customer, &[("logged-widget", 2)], None).await;
+    assert_eq!(status, 201, "{order}");
+    let order_id = id(&order);
+    let completed = client.wait_terminal(&order_id, PATIENCE).await;
+    assert_eq!(completed["status"], "Completed", "{completed}");
+
+    let (trace_ids, lines_by_service) = logged_trace_ids(&system, &order_id);
+    assert_eq!(trace_ids.len(), 1, "{trace_ids:?}");
+    for svc in Svc::ALL {
         assert!(
-            lines_by_service.get(service).copied().unwrap_or(0) > 0,
-            "{service} logged something about the order: {lines_by_service:?}"
+            lines_by_service.get(svc.binary()).copied().unwrap_or(0) > 0,
+            "{} logged something about the order: {lines_by_service:?}",
+            svc.binary()
         );
     }
 }
