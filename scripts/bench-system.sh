@@ -5,11 +5,15 @@
 #      (--wait-terminal, so the clients bound the sagas in flight), completed orders per second;
 #   2. latency at 50 % and 80 % of saturation, and at 100 orders/s (with each service's memory);
 #   3. where the CPU goes: CPU time per order of each service, PostgreSQL and RabbitMQ during
-#      the saturation and the 100 orders/s runs (from /proc), and the kernel's share;
+#      the saturation and the 100 orders/s runs (from /proc), and the kernel's share; the
+#      transactions committed and the messages published and consumed per order (from the
+#      databases' own counts);
 #   4. a soak: BENCH_SOAK_MINUTES [20] at 50 % of saturation with the 80/10/10 outcome mix,
 #      per minute p50/p99 POST -> terminal and every service's resident memory (0 skips it);
 #   5. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
 #      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin);
+#      From 3 and 5, the floor: what an order's transactions and messages cost PostgreSQL and
+#      RabbitMQ at their own measured unit costs, before the services use any CPU;
 #   6. the outbox relay beside its closest Rust peer (cargo bench -p outbox --bench relay, and
 #      scripts/bench-peer.sh: hexeract 0.6), in the same run (BENCH_PEER=0 skips it).
 # Results (JSON and SVG reports) go to target/bench/; a summary is printed for BENCHMARKS.md.
@@ -81,9 +85,24 @@ cpu_ticks() {
         beam.smp) comm=rabbitmq ;;
         *) continue ;;
         esac
-        # Fields 14 and 15 (utime, stime), counted from the end of the command name.
-        awk -v name="$comm" '{ sub(/^.*\) /, ""); print name, $12 + $13 }' "$stat" 2>/dev/null
+        # Fields 14 to 17 (utime, stime, and cutime, cstime: the children it reaped, so that
+        # PostgreSQL's backends count after they exit), counted from the end of the command name.
+        awk -v name="$comm" '{ sub(/^.*\) /, ""); print name, $12 + $13 + $14 + $15 }' "$stat" 2>/dev/null
     done | awk '{ ticks[$1] += $2 } END { for (name in ticks) print name, ticks[name] }' | sort
+}
+# Transactions committed in the services' databases, and rows written to their outboxes (one per
+# message published): what an order costs PostgreSQL and the broker, counted rather than assumed.
+# A backend reports its counts within a second of its last transaction, or after ten idle
+# seconds: read them after a pause.
+db_counts() {
+    local commits=0 published=0 consumed=0 db
+    for db in orders_bench inventory_bench payments_bench; do
+        read -r c p r < <(psql "$pg/$db?$pg_params" -X -A -t -F ' ' -c "SELECT
+            (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+            (SELECT count(*) FROM outbox_messages), (SELECT count(*) FROM processed_messages)")
+        commits=$((commits + c)) published=$((published + p)) consumed=$((consumed + r))
+    done
+    echo "$commits $published $consumed"
 }
 kernel_ticks() { awk '/^cpu / { print $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 # cpu_profile <before-file> <after-file> <orders>: milliseconds of CPU per order by component.
@@ -97,18 +116,22 @@ cpu_profile() {
 profiled() { # profiled <name> <loadgen args...>: runs loadgen and profiles the CPU it caused
     local name=$1
     shift
+    read -r commits_before published_before consumed_before < <(sleep 11; db_counts)
     cpu_ticks >"$out/$name.cpu-before"
     read -r kernel_before all_before < <(kernel_ticks)
     loadgen "$@" --json "$out/$name.json" --svg "$out/$name.svg" | tee "$out/$name.txt"
     read -r kernel_after all_after < <(kernel_ticks)
     cpu_ticks >"$out/$name.cpu-after"
+    read -r commits_after published_after consumed_after < <(sleep 11; db_counts)
     local orders
     orders=$(json "$out/$name.json" "d['counts']['created']")
     {
         echo "CPU per order, $name ($orders orders):"
         cpu_profile "$out/$name.cpu-before" "$out/$name.cpu-after" "$orders"
         echo "  kernel (system + irq + softirq) share of all CPU time: $(( (kernel_after - kernel_before) * 100 / (all_after - all_before) )) %"
+        python3 -c "print(f'  per order: {($commits_after - $commits_before) / $orders:.2f} transactions committed, {($published_after - $published_before) / $orders:.2f} messages published, {($consumed_after - $consumed_before) / $orders:.2f} consumed by a service with a database')"
     } | tee "$out/$name.profile.txt"
+    echo "$((commits_after - commits_before)) $((published_after - published_before)) $((consumed_after - consumed_before)) $orders" >"$out/$name.counts"
 }
 
 say "warm-up"
@@ -139,7 +162,13 @@ fi
 say "PostgreSQL limit: one saga step per transaction (pgbench, 8 clients, 20 s)"
 psql "$pg/postgres" -X -q -c "CREATE DATABASE pgbench_saga"
 psql "$pg/pgbench_saga" -X -q -f scripts/bench/saga-step-setup.sql
+cpu_ticks >"$out/pgbench.cpu-before"
 pgbench -n -c 8 -j 2 -T 20 -f scripts/bench/saga-step.sql "$pg/pgbench_saga?$pg_params" | tee "$out/pgbench.txt"
+cpu_ticks >"$out/pgbench.cpu-after"
+# PostgreSQL's own CPU per saga-step transaction (pgbench's client processes are not counted).
+pgbench_transactions=$(awk '/number of transactions actually processed/ { print $NF }' "$out/pgbench.txt")
+join "$out/pgbench.cpu-before" "$out/pgbench.cpu-after" | awk -v n="$pgbench_transactions" -v hz="$(getconf CLK_TCK)" \
+    '$1 == "postgres" { printf "%.3f\n", ($3 - $2) * 1000 / hz / n }' >"$out/pgbench.ms-per-transaction"
 psql "$pg/postgres" -X -q -c "DROP DATABASE pgbench_saga WITH (FORCE)"
 
 say "RabbitMQ limits (lapin)"
@@ -163,6 +192,27 @@ done
 json "$out/open-100.json" "'resident memory at 100 orders/s (peak MiB): ' + ', '.join(f\"{m['name']} {m['peak_bytes'] / 2**20:.0f}\" for m in d['memory'])"
 pgbench_rate=$(awk '/^tps/ { print int($3) }' "$out/pgbench.txt")
 python3 -c "print(f'ratio completed orders/s / pgbench saga step: {$saturation} / {$pgbench_rate} = {$saturation / $pgbench_rate:.3f} (issue 15: >= 0.128)')"
+# The floor: what the work an order needs costs PostgreSQL and RabbitMQ, from this run's own
+# counts (transactions, messages) and unit costs (pgbench, the raw broker rates).
+python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+commits, published, consumed, orders = map(int, open(f"{out}/saturation.counts").read().split())
+pg_ms = float(open(f"{out}/pgbench.ms-per-transaction").read())
+rates = {}
+for line in open(f"{out}/rabbitmq.txt"):
+    match = re.match(r"\| RabbitMQ raw: (.*?) \| ([0-9]+) msg/s \|", line)
+    if match:
+        rates[match.group(1)] = int(match.group(2))
+publish = 2000 / next(rate for name, rate in rates.items() if "window 256" in name)
+consume = 2000 / next(rate for name, rate in rates.items() if name.startswith("consume"))
+per = lambda n: n / orders
+database = per(commits) * pg_ms
+broker = per(published) * publish + per(consumed) * consume
+print(f"floor per order at saturation: PostgreSQL {per(commits):.2f} transactions x {pg_ms:.3f} ms (its CPU per pgbench saga step) = {database:.2f} ms; "
+      f"RabbitMQ {per(published):.2f} publishes x {publish:.3f} ms + {per(consumed):.2f} deliveries x {consume:.3f} ms (machine time at its raw rates) = {broker:.2f} ms; "
+      f"together {database + broker:.2f} ms, {2000 / (database + broker):.0f} orders/s on two cores before the services' own CPU")
+PY
 if [[ -f $out/soak.json ]]; then
     echo "soak, per minute (orders sent in the minute; POST -> terminal; resident memory at its end, MiB):"
     python3 - "$out/soak.json" <<'PY'
