@@ -12,8 +12,9 @@
 //! Without an endpoint, spans still get trace and span ids (so logs carry them and the context
 //! still travels), but nothing is sent anywhere, and the spans record nothing else (no events,
 //! locations or timings: nobody would see them). `OTEL_SDK_DISABLED=true` (the specification's
-//! switch) removes the layer itself, and with it its cost per span (BENCHMARKS.md measures it). Health probes and `/metrics` are left out of
-//! the traces: their spans are at `debug` level, and only `info` spans and above are exported.
+//! switch) removes the layer itself, and with it its cost per span (BENCHMARKS.md measures it).
+//! Health probes and `/metrics` are left out of the traces: their spans are at `debug` level,
+//! and only `info` spans and above are exported.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
