@@ -7,9 +7,11 @@
 #   3. where the CPU goes: CPU time per order of each service, PostgreSQL and RabbitMQ during
 #      the saturation and the 100 orders/s runs (from /proc), and the kernel's share; the
 #      transactions committed and the messages published and consumed per order (from the
-#      databases' own counts);
+#      databases' own counts), and the statements per order by database and by statement when
+#      PostgreSQL loads pg_stat_statements (shared_preload_libraries; target/bench/*.statements.txt);
 #   4. a soak: BENCH_SOAK_MINUTES [20] at 50 % of saturation with the 80/10/10 outcome mix,
-#      per minute p50/p99 POST -> terminal and every service's resident memory (0 skips it);
+#      per minute p50/p99 POST -> terminal, every service's resident memory, and the machine's
+#      idle and stolen CPU (a shared host's steal shows as latency here) (0 skips it);
 #   5. the physical limits, the same way on the same machine: PostgreSQL's rate for one saga
 #      step (pgbench, scripts/bench/saga-step.sql) and RabbitMQ's publish/consume rates (lapin);
 #      From 3 and 5, the floor: what an order's transactions and messages cost PostgreSQL and
@@ -104,6 +106,26 @@ db_counts() {
     done
     echo "$commits $published $consumed"
 }
+# Statements per order by database and statement, when PostgreSQL loads pg_stat_statements
+# (shared_preload_libraries): reset before a run, read after it; silent otherwise.
+statements_available() {
+    [[ $(psql "$pg/postgres?$pg_params" -X -A -t -c "SHOW shared_preload_libraries") == *pg_stat_statements* ]] &&
+        psql "$pg/postgres?$pg_params" -X -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" 2>/dev/null
+}
+statements_reset() { statements_available && psql "$pg/postgres?$pg_params" -X -q -A -t -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+statements_per_order() { # statements_per_order <orders> <file for the busiest statements>
+    statements_available || return 0
+    psql "$pg/postgres?$pg_params" -X -A -t -F ' | ' -c "
+        SELECT d.datname, round(sum(s.calls) / $1, 2), round((sum(s.total_exec_time) / $1)::numeric, 3)
+        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+        WHERE d.datname LIKE '%_bench' GROUP BY d.datname ORDER BY 1" |
+        awk '{ print "  statements per order in " $0 " ms executing" }'
+    psql "$pg/postgres?$pg_params" -X -A -t -F ' | ' -c "
+        SELECT d.datname, round(s.calls::numeric / $1, 2), round((s.total_exec_time / $1)::numeric, 3),
+               left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+        WHERE d.datname LIKE '%_bench' ORDER BY s.calls DESC LIMIT 40" >"$2"
+}
 kernel_ticks() { awk '/^cpu / { print $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 # cpu_profile <before-file> <after-file> <orders>: milliseconds of CPU per order by component.
 cpu_profile() {
@@ -117,6 +139,7 @@ profiled() { # profiled <name> <loadgen args...>: runs loadgen and profiles the 
     local name=$1
     shift
     read -r commits_before published_before consumed_before < <(sleep 11; db_counts)
+    statements_reset || true
     cpu_ticks >"$out/$name.cpu-before"
     read -r kernel_before all_before < <(kernel_ticks)
     loadgen "$@" --json "$out/$name.json" --svg "$out/$name.svg" | tee "$out/$name.txt"
@@ -129,6 +152,7 @@ profiled() { # profiled <name> <loadgen args...>: runs loadgen and profiles the 
         echo "CPU per order, $name ($orders orders):"
         cpu_profile "$out/$name.cpu-before" "$out/$name.cpu-after" "$orders"
         echo "  kernel (system + irq + softirq) share of all CPU time: $(( (kernel_after - kernel_before) * 100 / (all_after - all_before) )) %"
+        statements_per_order "$orders" "$out/$name.statements.txt"
         python3 -c "print(f'  per order: {($commits_after - $commits_before) / $orders:.2f} transactions committed, {($published_after - $published_before) / $orders:.2f} messages published, {($consumed_after - $consumed_before) / $orders:.2f} consumed by a service with a database')"
     } | tee "$out/$name.profile.txt"
     echo "$((commits_after - commits_before)) $((published_after - published_before)) $((consumed_after - consumed_before)) $orders" >"$out/$name.counts"
@@ -156,7 +180,11 @@ sleep 5
 if ((soak_minutes > 0)); then
     rate=$(python3 -c "print(max(1, int($saturation * 50 / 100)))")
     say "soak: $soak_minutes min at 50 % of saturation ($rate orders/s), mix 80/10/10, per minute"
+    # The machine's CPU counters once a second, for the per-minute idle and steal shares.
+    (while sleep 1; do echo "$(date +%s.%N) $(head -1 /proc/stat)"; done >"$out/soak.proc-stat") &
+    sampler=$!
     profiled soak --rate "$rate" --duration "$((soak_minutes * 60))" --window-secs 60
+    kill "$sampler"
 fi
 
 say "PostgreSQL limit: one saga step per transaction (pgbench, 8 clients, 20 s)"
@@ -214,18 +242,33 @@ print(f"floor per order at saturation: PostgreSQL {per(commits):.2f} transaction
       f"together {database + broker:.2f} ms, {2000 / (database + broker):.0f} orders/s on two cores before the services' own CPU")
 PY
 if [[ -f $out/soak.json ]]; then
-    echo "soak, per minute (orders sent in the minute; POST -> terminal; resident memory at its end, MiB):"
-    python3 - "$out/soak.json" <<'PY'
-import json, sys
+    echo "soak, per minute (orders sent in the minute; POST -> terminal; resident memory at its end, MiB; the machine's idle and stolen CPU):"
+    python3 - "$out/soak.json" "$out/soak.proc-stat" <<'PY'
+import datetime, json, sys
 d = json.load(open(sys.argv[1]))
+# (time, idle ticks, steal ticks, all ticks) from /proc/stat's first line, once a second.
+samples = []
+for line in open(sys.argv[2]):
+    fields = line.split()
+    ticks = [int(v) for v in fields[2:10]]  # user nice system idle iowait irq softirq steal
+    samples.append((float(fields[0]), ticks[3] + ticks[4], ticks[7], sum(ticks)))
+started = datetime.datetime.fromisoformat(d["started_at"].replace("Z", "+00:00")).timestamp()
+def shares(start, end):
+    inside = [s for s in samples if started + start <= s[0] <= started + end]
+    if len(inside) < 2 or inside[-1][3] == inside[0][3]:
+        return "-", "-"
+    first, last = inside[0], inside[-1]
+    total = last[3] - first[3]
+    return f"{(last[1] - first[1]) * 100 / total:.0f}", f"{(last[2] - first[2]) * 100 / total:.0f}"
 names = sorted({name for w in d["windows"] for name in w["rss_bytes"]})
-print("| minute | sent | completed | cancelled | p50 ms | p99 ms | " + " | ".join(names) + " |")
-print("|---:" * (6 + len(names)) + "|")
+print("| minute | sent | completed | cancelled | p50 ms | p99 ms | " + " | ".join(names) + " | idle % | steal % |")
+print("|---:" * (8 + len(names)) + "|")
 # The windows of the schedule: the settle time after it sends nothing.
 for i, w in enumerate((w for w in d["windows"] if w["sent"] > 0), 1):
     ms = lambda v: "-" if v is None else f"{v:.0f}"
     rss = [f"{w['rss_bytes'][n] / 2**20:.0f}" if n in w["rss_bytes"] else "-" for n in names]
-    print(f"| {i} | {w['sent']} | {w['completed']} | {w['cancelled']} | {ms(w['terminal_p50_ms'])} | {ms(w['terminal_p99_ms'])} | " + " | ".join(rss) + " |")
+    idle, steal = shares(w["start_secs"], w["end_secs"])
+    print(f"| {i} | {w['sent']} | {w['completed']} | {w['cancelled']} | {ms(w['terminal_p50_ms'])} | {ms(w['terminal_p99_ms'])} | " + " | ".join(rss) + f" | {idle} | {steal} |")
 PY
 fi
 if [[ -f $out/peer.txt ]]; then

@@ -179,15 +179,14 @@ async fn with_saga<C: ConnectionTrait>(
     runtime: &OrderRuntime,
     found: order::Model,
 ) -> Result<OrderRecord, RuntimeError> {
-    let instance = runtime
-        .instance(db, found.id)
+    let history = runtime
+        .history(db, found.id)
         .await?
         .ok_or(RuntimeError::UnknownInstance {
             saga: runtime.name(),
             instance_id: found.id,
         })?;
-    let timeline = runtime.timeline(db, found.id).await?;
-    let mut awaiting = runtime.effects(db, found.id).await?;
+    let (instance, timeline, mut awaiting) = (history.instance, history.timeline, history.effects);
     awaiting.retain(EffectStatus::is_outstanding);
     Ok(OrderRecord {
         id: found.id,

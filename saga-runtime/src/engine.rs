@@ -279,15 +279,13 @@ impl<D: Saga> SagaRuntime<D> {
                 message_id: cause,
                 data: data_json,
                 timer,
+                confirmed: self.confirmed_by(event),
             },
         )
         .await?;
         if !written {
             return Err(RuntimeError::Conflict);
         }
-        // After the instance's row: every writer locks the instance before its effects, so a
-        // confirmation and a firing timer never wait for each other in opposite orders.
-        self.confirm(db, instance_id, event).await?;
         let context = EffectContext {
             instance_id,
             state: after,
@@ -306,20 +304,25 @@ impl<D: Saga> SagaRuntime<D> {
         })
     }
 
-    /// Marks the outstanding effects that `event` confirms.
+    /// The names of the effects that `event` confirms.
+    fn confirmed_by(&self, event: D::Event) -> Vec<String> {
+        self.definition
+            .table()
+            .confirmed_by(event)
+            .iter()
+            .map(|effect| effect.name().to_owned())
+            .collect()
+    }
+
+    /// Marks the outstanding effects that `event` confirms, for an event that decides no step
+    /// (a step confirms them in the statement that writes it, [`store::write_step`]).
     async fn confirm<C: ConnectionTrait>(
         &self,
         db: &C,
         instance_id: Uuid,
         event: D::Event,
     ) -> Result<(), RuntimeError> {
-        let confirmed: Vec<String> = self
-            .definition
-            .table()
-            .confirmed_by(event)
-            .iter()
-            .map(|effect| effect.name().to_owned())
-            .collect();
+        let confirmed = self.confirmed_by(event);
         if !confirmed.is_empty() {
             store::confirm(db, self.name(), instance_id, confirmed, event.name()).await?;
         }

@@ -130,4 +130,4 @@ pub use handler::SagaHandler;
 pub use message::JsonMessage;
 pub use migration::SagaMigrator;
 pub use sweeper::{Sweep, SweepFuture, SweepReport, Sweeper};
-pub use view::{EffectStatus, Instance, TimelineEntry};
+pub use view::{EffectStatus, HistoryOf, Instance, InstanceHistory, TimelineEntry};

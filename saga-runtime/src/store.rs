@@ -1,7 +1,8 @@
 //! The runtime's SQL, untyped: names and JSON in, rows out. [`crate::engine`] gives it types.
 //!
-//! Every write of a step is one round trip where it can be: the versioned update and its
-//! timeline row are one statement, the outstanding effects one upsert.
+//! Every write of a step is one round trip where it can be: the versioned update, its
+//! timeline row and the confirmations its event carries are one statement, the effects it
+//! sends one upsert.
 
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub(crate) struct StepWrite<'a> {
     pub(crate) message_id: Option<Uuid>,
     pub(crate) data: serde_json::Value,
     pub(crate) timer: TimerWrite,
+    /// The outstanding effects the event confirms (marked in the same statement).
+    pub(crate) confirmed: Vec<String>,
 }
 
 pub(crate) fn millis(duration: Duration) -> i64 {
@@ -169,8 +172,13 @@ pub(crate) async fn insert<C: ConnectionTrait>(
     Ok(inserted == 1)
 }
 
-/// The versioned update of a step and its timeline row, in one statement: the row is written
-/// only if the update won. `false` when another transaction stepped the instance first.
+/// The versioned update of a step, its timeline row and the confirmations its event carries,
+/// in one statement: the row is written and the effects confirmed only if the update won.
+/// `false` when another transaction stepped the instance first.
+///
+/// The effects' rows are joined to the updated instance, so the instance's row is locked
+/// before them: every writer locks an instance before its effects, and a confirmation never
+/// waits for a firing timer in the opposite order.
 pub(crate) async fn write_step<C: ConnectionTrait>(
     db: &C,
     step: StepWrite<'_>,
@@ -186,6 +194,11 @@ pub(crate) async fn write_step<C: ConnectionTrait>(
                      END
                  WHERE saga = $1 AND id = $2 AND version = $7
                  RETURNING saga, id, version
+             ), confirmed AS (
+                 UPDATE saga_effects effect SET confirmed_at = now(), confirmed_by = $9
+                 FROM stepped
+                 WHERE effect.saga = stepped.saga AND effect.instance_id = stepped.id
+                   AND effect.effect = ANY($12) AND effect.confirmed_at IS NULL
              )
              INSERT INTO saga_transitions (saga, instance_id, seq, from_state, to_state, event, effects, message_id, at)
              SELECT saga, id, version, $8, $3, $9, $10, $11, clock_timestamp() FROM stepped",
@@ -201,6 +214,7 @@ pub(crate) async fn write_step<C: ConnectionTrait>(
                 step.event.into(),
                 serde_json::json!(step.effects).into(),
                 step.message_id.into(),
+                step.confirmed.into(),
             ],
         )
         .await?;
@@ -446,7 +460,8 @@ pub(crate) async fn postpone_effect<C: ConnectionTrait>(
     Ok(())
 }
 
-/// A timeline row, as read.
+/// A timeline row, as read (also from the JSON array [`history`] builds, field by field).
+#[derive(serde::Deserialize)]
 pub(crate) struct TransitionRow {
     pub(crate) seq: i64,
     pub(crate) from_state: Option<String>,
@@ -482,7 +497,8 @@ pub(crate) async fn timeline<C: ConnectionTrait>(
     .await
 }
 
-/// An effect row, as read.
+/// An effect row, as read (also from the JSON array [`history`] builds, field by field).
+#[derive(serde::Deserialize)]
 pub(crate) struct EffectRow {
     pub(crate) effect: String,
     pub(crate) attempts: i32,
@@ -515,6 +531,47 @@ pub(crate) async fn effects<C: ConnectionTrait>(
             })
         })
     .await
+}
+
+/// The instance with its timeline (by `seq`) and its effects (in the order they were first
+/// sent) in one round trip: the two lists come as JSON arrays of rows, each row an array of
+/// the columns [`timeline`] and [`effects`] read.
+pub(crate) async fn history<C: ConnectionTrait>(
+    db: &C,
+    saga: &str,
+    instance_id: Uuid,
+) -> Result<Option<(InstanceRow, Vec<TransitionRow>, Vec<EffectRow>)>, DbErr> {
+    let row = db
+        .query_one_raw(statement(
+            "SELECT i.state, i.version, i.data, i.deadline_at, i.created_at, i.updated_at, i.traceparent,
+                    (SELECT coalesce(json_agg(json_build_array(t.seq, t.from_state, t.to_state, t.event,
+                                                               t.effects, t.message_id, t.at)
+                                              ORDER BY t.seq), '[]')
+                     FROM saga_transitions t WHERE t.saga = i.saga AND t.instance_id = i.id),
+                    (SELECT coalesce(json_agg(json_build_array(e.effect, e.attempts, e.first_sent_at,
+                                                               e.last_sent_at, e.next_attempt_at,
+                                                               e.confirmed_at, e.confirmed_by)
+                                              ORDER BY e.first_sent_at, e.effect), '[]')
+                     FROM saga_effects e WHERE e.saga = i.saga AND e.instance_id = i.id)
+             FROM saga_instances i WHERE i.saga = $1 AND i.id = $2",
+            [saga.into(), instance_id.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let undecodable = |what: &str, error: serde_json::Error| {
+        DbErr::Type(format!(
+            "the {what} of saga instance {instance_id}: {error}"
+        ))
+    };
+    let timeline: serde_json::Value = row.try_get_by_index(7)?;
+    let effects: serde_json::Value = row.try_get_by_index(8)?;
+    Ok(Some((
+        instance_row(&row)?,
+        serde_json::from_value(timeline).map_err(|error| undecodable("timeline", error))?,
+        serde_json::from_value(effects).map_err(|error| undecodable("effects", error))?,
+    )))
 }
 
 /// Per effect: how many are outstanding and the age of the oldest, in seconds.

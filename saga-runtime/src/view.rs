@@ -75,6 +75,29 @@ impl<F, E> EffectStatus<F, E> {
     }
 }
 
+/// An instance with its timeline and its effects, as [`SagaRuntime::history`] reads them
+/// together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceHistory<S, Data, E, F> {
+    /// The instance.
+    pub instance: Instance<S, Data>,
+    /// Its timeline, oldest first.
+    pub timeline: Vec<TimelineEntry<S, E, F>>,
+    /// Every effect that needs a confirmation, outstanding or confirmed, in the order they were
+    /// first sent.
+    pub effects: Vec<EffectStatus<F, E>>,
+}
+
+/// The [`InstanceHistory`] of a saga definition `D`.
+pub type HistoryOf<D> =
+    InstanceHistory<<D as Saga>::State, <D as Saga>::Data, <D as Saga>::Event, <D as Saga>::Effect>;
+
+/// The timeline of an instance of `D`.
+type TimelineOf<D> =
+    Vec<TimelineEntry<<D as Saga>::State, <D as Saga>::Event, <D as Saga>::Effect>>;
+/// The effects of an instance of `D`.
+type EffectsOf<D> = Vec<EffectStatus<<D as Saga>::Effect, <D as Saga>::Event>>;
+
 impl<D: Saga> SagaRuntime<D> {
     /// The instance, if it exists.
     pub async fn instance<C: ConnectionTrait>(
@@ -82,16 +105,69 @@ impl<D: Saga> SagaRuntime<D> {
         db: &C,
         instance_id: Uuid,
     ) -> Result<Option<Instance<D::State, D::Data>>, RuntimeError> {
-        let Some(row) = store::load(db, self.name(), instance_id).await? else {
+        match store::load(db, self.name(), instance_id).await? {
+            Some(row) => Ok(Some(self.typed_instance(instance_id, row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The instance's timeline, oldest first.
+    pub async fn timeline<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        instance_id: Uuid,
+    ) -> Result<Vec<TimelineEntry<D::State, D::Event, D::Effect>>, RuntimeError> {
+        let rows = store::timeline(db, self.name(), instance_id).await?;
+        self.typed_timeline(instance_id, rows)
+    }
+
+    /// Every effect of the instance that needs a confirmation, outstanding or confirmed, in
+    /// the order they were first sent.
+    pub async fn effects<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        instance_id: Uuid,
+    ) -> Result<Vec<EffectStatus<D::Effect, D::Event>>, RuntimeError> {
+        let rows = store::effects(db, self.name(), instance_id).await?;
+        self.typed_effects(instance_id, rows)
+    }
+
+    /// The instance, its timeline and its effects, read in one round trip (one snapshot), if
+    /// the instance exists: what an API shows of one saga.
+    pub async fn history<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        instance_id: Uuid,
+    ) -> Result<Option<HistoryOf<D>>, RuntimeError> {
+        let Some((row, timeline, effects)) = store::history(db, self.name(), instance_id).await?
+        else {
             return Ok(None);
         };
-        let state = self.state_named(instance_id, &row.state)?;
-        let data = serde_json::from_value(row.data).map_err(|error| RuntimeError::Corrupt {
+        Ok(Some(InstanceHistory {
+            instance: self.typed_instance(instance_id, row)?,
+            timeline: self.typed_timeline(instance_id, timeline)?,
+            effects: self.typed_effects(instance_id, effects)?,
+        }))
+    }
+
+    fn corrupt(&self, instance_id: Uuid, detail: String) -> RuntimeError {
+        RuntimeError::Corrupt {
             saga: self.name(),
             instance_id,
-            detail: format!("its data does not decode: {error}"),
+            detail,
+        }
+    }
+
+    fn typed_instance(
+        &self,
+        instance_id: Uuid,
+        row: store::InstanceRow,
+    ) -> Result<Instance<D::State, D::Data>, RuntimeError> {
+        let state = self.state_named(instance_id, &row.state)?;
+        let data = serde_json::from_value(row.data).map_err(|error| {
+            self.corrupt(instance_id, format!("its data does not decode: {error}"))
         })?;
-        Ok(Some(Instance {
+        Ok(Instance {
             id: instance_id,
             state,
             version: row.version,
@@ -101,21 +177,15 @@ impl<D: Saga> SagaRuntime<D> {
             updated_at: row.updated_at,
             trace_id: outbox::trace::TraceContext::parse(row.traceparent.as_deref(), None)
                 .map(|context| context.trace_id()),
-        }))
+        })
     }
 
-    /// The instance's timeline, oldest first.
-    pub async fn timeline<C: ConnectionTrait>(
+    fn typed_timeline(
         &self,
-        db: &C,
         instance_id: Uuid,
-    ) -> Result<Vec<TimelineEntry<D::State, D::Event, D::Effect>>, RuntimeError> {
-        let corrupt = |detail: String| RuntimeError::Corrupt {
-            saga: self.name(),
-            instance_id,
-            detail,
-        };
-        let rows = store::timeline(db, self.name(), instance_id).await?;
+        rows: Vec<store::TransitionRow>,
+    ) -> Result<TimelineOf<D>, RuntimeError> {
+        let corrupt = |detail: String| self.corrupt(instance_id, detail);
         rows.into_iter()
             .map(|row| {
                 let effect_names: Vec<String> = serde_json::from_value(row.effects)
@@ -148,19 +218,12 @@ impl<D: Saga> SagaRuntime<D> {
             .collect()
     }
 
-    /// Every effect of the instance that needs a confirmation, outstanding or confirmed, in
-    /// the order they were first sent.
-    pub async fn effects<C: ConnectionTrait>(
+    fn typed_effects(
         &self,
-        db: &C,
         instance_id: Uuid,
-    ) -> Result<Vec<EffectStatus<D::Effect, D::Event>>, RuntimeError> {
-        let corrupt = |detail: String| RuntimeError::Corrupt {
-            saga: self.name(),
-            instance_id,
-            detail,
-        };
-        let rows = store::effects(db, self.name(), instance_id).await?;
+        rows: Vec<store::EffectRow>,
+    ) -> Result<EffectsOf<D>, RuntimeError> {
+        let corrupt = |detail: String| self.corrupt(instance_id, detail);
         rows.into_iter()
             .map(|row| {
                 let confirmed = match (row.confirmed_at, row.confirmed_by) {

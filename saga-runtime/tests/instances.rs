@@ -44,7 +44,7 @@ static TASK: Table<'static, Task, Heard, Asked> = Table {
     confirmations: &[Confirmation::new(Asked::Notify, &[Heard::Notified])],
 };
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct TaskData {
     /// A definition bug for this instance: its effects cannot be built.
     poisoned: bool,
@@ -103,7 +103,8 @@ async fn scalar(db: &DatabaseConnection, sql: &str, instance_id: Uuid) -> i64 {
     row.try_get_by_index(0).unwrap()
 }
 
-/// `(state, timeline rows, outbox rows, seconds until the timer fires (rounded), effect attempts)`.
+/// `(state, timeline rows, outbox rows, seconds until the timer fires (rounded), effect attempts)`;
+/// checks on the way that the history read in one round trip is what the three reads return.
 async fn observe(
     runtime: &SagaRuntime<TaskSaga>,
     db: &DatabaseConnection,
@@ -123,10 +124,13 @@ async fn observe(
             .div_euclid(1000)
             + 1
     });
-    let effects = runtime
-        .effects(db, instance_id)
-        .await
-        .unwrap()
+    let effects = runtime.effects(db, instance_id).await.unwrap();
+    let history = runtime.history(db, instance_id).await.unwrap().unwrap();
+    assert_eq!(
+        (&history.instance, &history.timeline, &history.effects),
+        (&instance, &timeline, &effects)
+    );
+    let effects = effects
         .iter()
         .map(|effect| (effect.effect, effect.attempts, effect.is_outstanding()))
         .collect();
