@@ -192,12 +192,14 @@ async fn a_message_type_of_its_own_is_consumed_checked_and_dead_lettered_with_re
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(runner.run(shutdown.clone()));
-    let declared = broker.connect("declare").await.unwrap();
-    declared.close(200, "declared".into()).await.unwrap();
     let connection = Connection::connect(vhost.url(), ConnectionProperties::default())
         .await
         .unwrap();
     let channel = Broker::confirm_channel(&connection).await.unwrap();
+    // Declared here, bindings included, before the first publish: `Broker::connect` would find
+    // the exchange and queues the runner may be declaring at this moment and return before
+    // the runner has bound them (the first publish then came back unroutable).
+    broker.topology().declare(&channel).await.unwrap();
 
     let cases: &[Case] = &[
         ("Ping", Via::Exchange, false, None),
