@@ -19,7 +19,8 @@ use outbox::{
     Received, TransactionalProcessor, Verdict, wire,
 };
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Statement,
+    TransactionTrait,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -580,6 +581,28 @@ async fn retention_deletes_only_old_processed_rows() {
     );
 }
 
+/// How many times `tables` were vacuumed and analysed, summed, as the statistics say now.
+async fn maintenance_counts(db: &DatabaseConnection, tables: &[&str]) -> (i64, i64) {
+    db.execute_unprepared("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    let tables: Vec<String> = tables.iter().map(|table| table.to_string()).collect();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT sum(vacuum_count)::bigint, sum(analyze_count)::bigint
+             FROM pg_stat_user_tables WHERE relname = ANY($1)",
+            [tables.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get_by_index::<i64>(0).unwrap(),
+        row.try_get_by_index::<i64>(1).unwrap(),
+    )
+}
+
 /// A relay's connection plans its prepared claim once and reuses the plan. Planned while the
 /// outbox was nearly empty and never re-planned (no statistics: autovacuum off or behind), the
 /// claim keeps a plan that reads every row that ever went through the table. After
@@ -621,28 +644,7 @@ async fn maintenance_replans_a_stale_claim_into_an_index_scan() {
         )
         .await
         .unwrap();
-    let counts = || {
-        let db = fixture.db.clone();
-        async move {
-            db.execute_unprepared("SELECT pg_stat_clear_snapshot()")
-                .await
-                .unwrap();
-            let row = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT sum(vacuum_count)::bigint, sum(analyze_count)::bigint
-                     FROM pg_stat_user_tables
-                     WHERE relname IN ('outbox_messages', 'processed_messages')",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            (
-                row.try_get_by_index::<i64>(0).unwrap(),
-                row.try_get_by_index::<i64>(1).unwrap(),
-            )
-        }
-    };
+    let counts = || maintenance_counts(&fixture.db, &["outbox_messages", "processed_messages"]);
     let before = counts().await;
     // Due for analyse once the backend has reported its 40,000 changes (within a second or so).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -686,27 +688,7 @@ async fn maintenance_replans_a_stale_claim_into_an_index_scan() {
 #[tokio::test]
 async fn maintenance_analyses_the_queue_tables_only_when_due() {
     let fixture = Fixture::new().await;
-    let counts = || {
-        let db = fixture.db.clone();
-        async move {
-            db.execute_unprepared("SELECT pg_stat_clear_snapshot()")
-                .await
-                .unwrap();
-            let row = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT vacuum_count + 0, analyze_count + 0
-                     FROM pg_stat_user_tables WHERE relname = 'outbox_messages'",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            (
-                row.try_get_by_index::<i64>(0).unwrap(),
-                row.try_get_by_index::<i64>(1).unwrap(),
-            )
-        }
-    };
+    let counts = || maintenance_counts(&fixture.db, &["outbox_messages"]);
     let enqueue = |rows: i32| {
         let db = fixture.db.clone();
         async move {
