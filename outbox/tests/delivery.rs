@@ -536,6 +536,36 @@ async fn per_order_order_is_preserved_across_batches() {
             .collect();
         assert_eq!(handled, expected, "order {order_id}");
     }
+    // Four lanes settle their batches out of delivery order, and acknowledgements cover
+    // several deliveries at once: once the consumer has stopped, nothing it held comes back.
+    fixture.shutdown.cancel();
+    let (connection, channel) = fixture.channel_as(Who::Admin).await;
+    eventually(
+        "the consumer is gone and left nothing behind",
+        PATIENCE,
+        || async {
+            let mut left = (0, 0);
+            for queue in Service::Inventory.queues() {
+                let state = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await
+                    .unwrap();
+                left.0 += state.consumer_count();
+                left.1 += state.message_count();
+            }
+            assert_eq!(left.1, 0, "deliveries came back unacknowledged");
+            left == (0, 0)
+        },
+    )
+    .await;
+    connection.close(200, "checked".into()).await.unwrap();
 }
 
 /// Retention deletes processed outbox rows and inbox records past their age, and nothing else.

@@ -7,7 +7,8 @@
 //! are handled in order and never race each other inside one process. A lane takes whatever has
 //! arrived (up to a batch), hands it to a [`Processor`], then settles each delivery by its
 //! [`Verdict`] (`settle.rs`): ack, retry later through the delay queues, or dead-letter. Nothing is
-//! acknowledged before it was handled (committed) or dead-lettered (confirmed by the broker).
+//! acknowledged before it was handled (committed) or dead-lettered (confirmed by the broker), and
+//! a batch is acknowledged with one frame where delivery order allows (`acknowledge.rs`).
 //!
 //! [`TransactionalProcessor`] (`transactional.rs`) handles a batch in one database transaction,
 //! each message with its inbox row (`processed_messages`), so a duplicate is skipped; if any
@@ -15,6 +16,7 @@
 //! that only the failing one is retried or dead-lettered. [`InMemoryProcessor`] (`in_memory.rs`)
 //! is for services without a database: it remembers recent message ids in memory only.
 
+mod acknowledge;
 mod in_memory;
 mod runner;
 mod settle;

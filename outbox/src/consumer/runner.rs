@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::acknowledge::Acknowledger;
 use super::settle::Settler;
 use super::{ConsumerConfig, ProcessError, Processor, Received, Verdict};
 use crate::broker::{Backoff, Broker};
@@ -153,6 +154,7 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
         consume_channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await?;
+        let acknowledger = Arc::new(Acknowledger::new(consume_channel.clone()));
         let settler = Settler {
             channel: Broker::confirm_channel(republishing).await?,
             connection_status: republishing.status().clone(),
@@ -161,6 +163,7 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
             max_attempts: self.config.max_attempts,
             confirm_timeout: self.config.confirm_timeout,
             stats: Arc::clone(&self.stats),
+            acknowledger: Arc::clone(&acknowledger),
         };
         let mut streams = Vec::with_capacity(self.queues.len());
         for queue in &self.queues {
@@ -210,11 +213,11 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
                 Some((_, Err(cause))) => break Err(SessionError::Broker(cause)),
                 Some((queue, Ok(delivery))) => (queue, delivery),
             };
+            acknowledger.received(delivery.delivery_tag).await;
             let admitted = match self.admit(&queue, &delivery) {
                 Ok(admitted) => admitted,
                 Err(reason) => {
-                    if let Err(cause) = settler.dead_letter(&queue, &delivery, None, &reason).await
-                    {
+                    if let Err(cause) = settler.refuse(&queue, &delivery, &reason).await {
                         break Err(cause);
                     }
                     continue;
@@ -249,6 +252,14 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
             if let Ok(Err(cause)) = lane_ended {
                 warn!(%cause, "a consumer lane stopped with an error");
             }
+        }
+        // A lane that stopped short (paused by a failure when the shutdown came) leaves
+        // deliveries unsettled; what other lanes settled after them is acknowledged one by one,
+        // so the next session is not handed it again.
+        if outcome.is_ok()
+            && let Err(cause) = acknowledger.acknowledge_waiting().await
+        {
+            warn!(%cause, "could not acknowledge the settled deliveries on stopping");
         }
         // Close the channels before the connection: closing a connection whose channels are
         // still open makes lapin log spurious errors. Unacknowledged deliveries are requeued.
@@ -338,13 +349,7 @@ async fn run_lane<M: Inbound, P: Processor<M>>(
             }
         };
         backoff.reset();
-        let mut verdicts = verdicts.into_iter();
-        for ((delivery, sender), item) in deliveries.iter().zip(&batch) {
-            let verdict = verdicts
-                .next()
-                .unwrap_or_else(|| Verdict::Retry("the processor returned no verdict".into()));
-            settler.settle(item, delivery, sender, verdict).await?;
-        }
+        settler.settle_batch(&batch, &deliveries, verdicts).await?;
     }
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! Settling deliveries after processing: acknowledge, retry through the delay queues, or
-//! dead-letter — each republish confirmed by the broker before the delivery is acknowledged.
+//! dead-letter — each republish confirmed by the broker before the delivery is acknowledged,
+//! and a batch's deliveries acknowledged together (`acknowledge.rs`).
 
 use std::sync::Arc;
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::AMQPValue;
 use lapin::{Channel, Confirmation};
 use tracing::{debug, warn};
 
 use super::Received;
 use super::Verdict;
+use super::acknowledge::Acknowledger;
 use super::runner::SessionError;
 use crate::headers::{
     ATTEMPT, DEAD_LETTER_REASON, DEAD_LETTERED_AT, LAST_ERROR, ORIGINAL_QUEUE, ORIGINAL_USER_ID,
@@ -36,12 +38,51 @@ pub(super) struct Settler {
     /// confirms): past it, the session ends and the delivery is redelivered later.
     pub(super) confirm_timeout: std::time::Duration,
     pub(super) stats: Arc<ConsumerStats>,
+    /// Acknowledges on the consuming channel (the lanes of a session share it).
+    pub(super) acknowledger: Arc<Acknowledger>,
 }
 
 impl Settler {
-    /// Settles one delivery by its verdict; `sender` is the validated sender, kept in
-    /// [`ORIGINAL_USER_ID`] when the message is republished for a retry.
-    pub(super) async fn settle<M: Inbound>(
+    /// Settles a batch's deliveries by their verdicts (`deliveries` pairs each with its
+    /// validated sender), then acknowledges them together.
+    pub(super) async fn settle_batch<M: Inbound>(
+        &self,
+        batch: &[Received<M>],
+        deliveries: &[(Delivery, String)],
+        verdicts: Vec<Verdict>,
+    ) -> Result<(), SessionError> {
+        let mut verdicts = verdicts.into_iter();
+        for ((delivery, sender), item) in deliveries.iter().zip(batch) {
+            let verdict = verdicts
+                .next()
+                .unwrap_or_else(|| Verdict::Retry("the processor returned no verdict".into()));
+            self.settle(item, delivery, sender, verdict).await?;
+        }
+        let tags: Vec<u64> = deliveries
+            .iter()
+            .map(|(delivery, _)| delivery.delivery_tag)
+            .collect();
+        self.acknowledger.settle(&tags).await?;
+        Ok(())
+    }
+
+    /// Dead-letters a delivery that never reached a handler (see [`Self::dead_letter`]) and
+    /// acknowledges it.
+    pub(super) async fn refuse(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<(), SessionError> {
+        self.dead_letter(queue, delivery, None, reason).await?;
+        self.acknowledger.settle(&[delivery.delivery_tag]).await?;
+        Ok(())
+    }
+
+    /// Settles one delivery by its verdict, short of acknowledging it; `sender` is the
+    /// validated sender, kept in [`ORIGINAL_USER_ID`] when the message is republished for a
+    /// retry.
+    async fn settle<M: Inbound>(
         &self,
         item: &Received<M>,
         delivery: &Delivery,
@@ -51,12 +92,10 @@ impl Settler {
         let correlation_id = item.message.correlation_id();
         match verdict {
             Verdict::Handled => {
-                delivery.ack(BasicAckOptions::default()).await?;
                 self.stats.record(&item.queue, Outcome::Handled);
                 debug!(%correlation_id, queue = %item.queue, message_type = %item.message.message_type(), "handled");
             }
             Verdict::Duplicate => {
-                delivery.ack(BasicAckOptions::default()).await?;
                 self.stats.record(&item.queue, Outcome::Duplicate);
                 debug!(%correlation_id, queue = %item.queue, message_id = %item.message.message_id(), "duplicate skipped");
             }
@@ -81,7 +120,6 @@ impl Settler {
                 let exchange = self.topology.retry_exchange(attempt);
                 self.publish_confirmed(&exchange, &item.queue, &delivery.data, properties)
                     .await?;
-                delivery.ack(BasicAckOptions::default()).await?;
                 self.stats.record(&item.queue, Outcome::Retried);
                 warn!(%correlation_id, queue = %item.queue, attempt, %reason, "handler failed; retry scheduled");
             }
@@ -94,9 +132,10 @@ impl Settler {
         Ok(())
     }
 
-    /// Moves a delivery to its queue's `.dlq` with the reason, then acknowledges it.
-    /// `correlation_id` is the decoded message's, when it could be decoded (for the log).
-    pub(super) async fn dead_letter(
+    /// Moves a delivery to its queue's `.dlq` with the reason, confirmed by the broker (the
+    /// caller acknowledges it). `correlation_id` is the decoded message's, when it could be
+    /// decoded (for the log).
+    async fn dead_letter(
         &self,
         queue: &str,
         delivery: &Delivery,
@@ -124,7 +163,6 @@ impl Settler {
             .with_user_id(wire::short_string(&self.own_user));
         self.publish_confirmed(DEAD_LETTER_EXCHANGE, queue, &delivery.data, properties)
             .await?;
-        delivery.ack(BasicAckOptions::default()).await?;
         self.stats.record(queue, Outcome::DeadLettered);
         match correlation_id {
             Some(correlation_id) => {
