@@ -538,34 +538,68 @@ async fn per_order_order_is_preserved_across_batches() {
     }
     // Four lanes settle their batches out of delivery order, and acknowledgements cover
     // several deliveries at once: once the consumer has stopped, nothing it held comes back.
-    fixture.shutdown.cancel();
-    let (connection, channel) = fixture.channel_as(Who::Admin).await;
+    fixture
+        .stop_and_expect_nothing_unacknowledged(Service::Inventory)
+        .await;
+}
+
+/// The deliveries of several queues share their channel's numbering but reach the runner
+/// through one stream per queue, so a delivery may be read after a later one of another queue
+/// was settled — a malformed one is settled the moment it is read. Each is still acknowledged
+/// once, after it was handled: an acknowledgement that covered an unread delivery would name a
+/// tag twice later, the broker would close the channel, and the redeliveries would show as
+/// duplicates and second dead letters.
+#[tokio::test]
+async fn deliveries_of_several_queues_are_each_acknowledged_once_after_handling() {
+    let fixture = Fixture::new().await;
+    let (_admin, channel) = fixture.channel_as(Who::Admin).await;
+    let (_producer, producer_channel) = fixture.channel_as(Who::User(Service::Order)).await;
+    let producer = fixture.user(Who::User(Service::Order));
+    // Each queue holds malformed messages first, then valid ones, before the consumer starts:
+    // whichever queue the broker serves first, the other's malformed messages carry later
+    // tags than its valid ones and are read (and settled) before them.
+    let mut valid = 0;
+    for message_type in ["CommitStock", "ReleaseStock"] {
+        let queue = format!("inventory-svc.{message_type}");
+        for _ in 0..3 {
+            let properties = BasicProperties::default()
+                .with_message_id(uuid::Uuid::now_v7().to_string().into())
+                .with_type(message_type.into())
+                .with_correlation_id(OrderId::generate().to_string().into());
+            publish(&channel, "", &queue, properties, b"{not json").await;
+        }
+        for _ in 0..10 {
+            let order = OrderId::generate().to_string();
+            let properties = BasicProperties::default()
+                .with_message_id(uuid::Uuid::now_v7().to_string().into())
+                .with_type(message_type.into())
+                .with_correlation_id(order.as_str().into())
+                .with_user_id(producer.as_str().into());
+            let body = format!(r#"{{"order_id":"{order}","reason":"a test"}}"#);
+            publish(
+                &producer_channel,
+                contracts::EXCHANGE,
+                message_type,
+                properties,
+                body.as_bytes(),
+            )
+            .await;
+            valid += 1;
+        }
+    }
+    let stats = fixture.consumer(Recorder::new(Behaviour::Succeed), fixture.consumer_config());
     eventually(
-        "the consumer is gone and left nothing behind",
+        "everything is handled or dead-lettered",
         PATIENCE,
-        || async {
-            let mut left = (0, 0);
-            for queue in Service::Inventory.queues() {
-                let state = channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        lapin::options::QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        lapin::types::FieldTable::default(),
-                    )
-                    .await
-                    .unwrap();
-                left.0 += state.consumer_count();
-                left.1 += state.message_count();
-            }
-            assert_eq!(left.1, 0, "deliveries came back unacknowledged");
-            left == (0, 0)
-        },
+        || async { stats.handled() == valid && stats.dead_lettered() == 6 },
     )
     .await;
-    connection.close(200, "checked".into()).await.unwrap();
+    assert_eq!(stats.duplicate(), 0, "no delivery came twice");
+    fixture
+        .stop_and_expect_nothing_unacknowledged(Service::Inventory)
+        .await;
+    assert_eq!(stats.handled(), valid, "nothing was handled twice");
+    assert_eq!(stats.dead_lettered(), 6, "nothing was dead-lettered twice");
 }
 
 /// Retention deletes processed outbox rows and inbox records past their age, and nothing else.

@@ -13,41 +13,42 @@ use std::collections::BTreeSet;
 use lapin::Channel;
 use lapin::options::BasicAckOptions;
 
-/// The delivery tags of one channel: those received and not yet settled, and those settled but
-/// not yet acknowledged because an earlier delivery is still being handled.
+/// The delivery tags of one channel: how far every delivery has been acknowledged, and which
+/// later ones are settled but wait for an earlier one.
+///
+/// The broker numbers a channel's deliveries 1, 2, 3, … across all of its consumers, so a tag is
+/// known to exist before the delivery is read: the deliveries of several queues reach the
+/// session through separate streams, and one may be read after a later tag of another queue has
+/// been settled. Counting on the numbering, not on what has been read, keeps an acknowledgement
+/// from covering a delivery nobody has handled yet.
 #[derive(Debug, Default)]
 pub(super) struct Watermark {
-    /// Received, not yet settled (handled, duplicate, retried or dead-lettered).
-    outstanding: BTreeSet<u64>,
-    /// Settled, waiting for every earlier delivery to be settled too.
+    /// Every delivery up to this tag is settled and acknowledged (0: none yet).
+    acknowledged: u64,
+    /// Settled above `acknowledged`, waiting for the deliveries before them.
     settled: BTreeSet<u64>,
 }
 
 impl Watermark {
-    /// Notes a delivery as it arrives (tags grow with each delivery on a channel).
-    pub(super) fn received(&mut self, tag: u64) {
-        self.outstanding.insert(tag);
-    }
-
-    /// Notes deliveries as settled; returns the highest tag that one `multiple` acknowledgement
-    /// may now cover — every settled delivery below the earliest one still outstanding — and
-    /// forgets the deliveries it covers.
+    /// Notes deliveries as settled; returns the tag of one `multiple` acknowledgement that now
+    /// covers every delivery up to it — when every delivery after the last acknowledged one,
+    /// up to that tag, is settled.
     pub(super) fn settle(&mut self, tags: impl IntoIterator<Item = u64>) -> Option<u64> {
-        for tag in tags {
-            self.outstanding.remove(&tag);
-            self.settled.insert(tag);
+        self.settled
+            .extend(tags.into_iter().filter(|&tag| tag > self.acknowledged));
+        let mut highest = self.acknowledged;
+        while self.settled.remove(&(highest + 1)) {
+            highest += 1;
         }
-        let highest = match self.outstanding.first() {
-            Some(&earliest_outstanding) => self.settled.range(..earliest_outstanding).next_back(),
-            None => self.settled.last(),
-        };
-        let highest = *highest?;
-        self.settled = self.settled.split_off(&(highest + 1));
+        if highest == self.acknowledged {
+            return None;
+        }
+        self.acknowledged = highest;
         Some(highest)
     }
 
     /// Takes the settled deliveries still waiting on an earlier one (when a session stops with
-    /// a batch left unhandled, these can still be acknowledged one by one).
+    /// a delivery left unhandled, these can still be acknowledged one by one).
     pub(super) fn take_waiting(&mut self) -> BTreeSet<u64> {
         std::mem::take(&mut self.settled)
     }
@@ -71,11 +72,6 @@ impl Acknowledger {
         }
     }
 
-    /// Notes a delivery as it arrives, before it is handed to a lane.
-    pub(super) async fn received(&self, tag: u64) {
-        self.watermark.lock().await.received(tag);
-    }
-
     /// Notes deliveries as settled and acknowledges whatever that makes acknowledgeable.
     pub(super) async fn settle(&self, tags: &[u64]) -> Result<(), lapin::Error> {
         let mut watermark = self.watermark.lock().await;
@@ -88,7 +84,7 @@ impl Acknowledger {
     }
 
     /// Acknowledges, one by one, the settled deliveries still waiting on an earlier one that
-    /// will not be settled in this session; the rest are redelivered to the next one.
+    /// will not be settled in this session (the unsettled ones are redelivered to the next).
     pub(super) async fn acknowledge_waiting(&self) -> Result<(), lapin::Error> {
         let mut watermark = self.watermark.lock().await;
         for tag in watermark.take_waiting() {
@@ -104,53 +100,40 @@ impl Acknowledger {
 mod tests {
     use super::*;
 
-    /// What each step acknowledges: `(received, settled, expected acknowledgement)` applied in
-    /// order to one watermark.
-    fn check(steps: &[(&[u64], &[u64], Option<u64>)]) {
+    /// What each step acknowledges: `(settled, expected acknowledgement)` applied in order to
+    /// one watermark of a channel whose deliveries are numbered from 1.
+    fn check(steps: &[(&[u64], Option<u64>)]) {
         let mut watermark = Watermark::default();
-        for (index, (received, settled, expected)) in steps.iter().enumerate() {
-            for &tag in *received {
-                watermark.received(tag);
-            }
+        for (index, (settled, expected)) in steps.iter().enumerate() {
             let acknowledged = watermark.settle(settled.iter().copied());
             assert_eq!(acknowledged, *expected, "step {index}: {watermark:?}");
         }
     }
 
     #[test]
-    fn acknowledges_the_settled_deliveries_below_the_earliest_outstanding() {
+    fn acknowledges_up_to_the_first_delivery_not_yet_settled() {
         // One lane, in order: each batch is acknowledged as it settles.
-        check(&[(&[1, 2, 3], &[1, 2], Some(2)), (&[4], &[3, 4], Some(4))]);
+        check(&[(&[1, 2], Some(2)), (&[3, 4], Some(4))]);
         // Two lanes interleaved: the later lane waits for the earlier one's deliveries.
+        check(&[(&[2, 4, 6], None), (&[1, 3], Some(4)), (&[5], Some(6))]);
+        // Tag 1 not yet read (another queue's stream), 2 and 3 settled: nothing covers 1.
+        check(&[(&[2, 3], None), (&[1], Some(3))]);
+        // A tag settled twice, or one already covered, changes nothing.
         check(&[
-            (&[1, 2, 3, 4, 5, 6], &[2, 4, 6], None),
-            (&[], &[1, 3], Some(4)),
-            (&[], &[5], Some(6)),
-        ]);
-        // Nothing settled below the earliest outstanding delivery: nothing to acknowledge.
-        check(&[
-            (&[1, 2], &[], None),
-            (&[], &[2], None),
-            (&[], &[1], Some(2)),
-        ]);
-        // Deliveries arriving after a settled one do not hold it back.
-        check(&[
-            (&[7], &[], None),
-            (&[8, 9], &[7], Some(7)),
-            (&[], &[9], None),
+            (&[1], Some(1)),
+            (&[1], None),
+            (&[3], None),
+            (&[3, 2], Some(3)),
         ]);
     }
 
     #[test]
-    fn a_covered_delivery_is_never_named_again() {
+    fn a_delivery_acknowledged_alone_is_never_named_again() {
         let mut watermark = Watermark::default();
-        for tag in 1..=4 {
-            watermark.received(tag);
-        }
         assert_eq!(watermark.settle([1, 2]), Some(2));
         assert_eq!(watermark.settle([4]), None);
         assert_eq!(watermark.take_waiting(), BTreeSet::from([4]));
-        // Taken for one-by-one acknowledgement: the watermark no longer offers it.
+        // 4 was taken to be acknowledged alone: 3 is acknowledged without it.
         assert_eq!(watermark.settle([3]), Some(3));
         assert_eq!(watermark.take_waiting(), BTreeSet::new());
     }

@@ -213,7 +213,6 @@ impl<M: Inbound, P: Processor<M>> ConsumerRunner<M, P> {
                 Some((_, Err(cause))) => break Err(SessionError::Broker(cause)),
                 Some((queue, Ok(delivery))) => (queue, delivery),
             };
-            acknowledger.received(delivery.delivery_tag).await;
             let admitted = match self.admit(&queue, &delivery) {
                 Ok(admitted) => admitted,
                 Err(reason) => {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use contracts::envelope::HEADER_DEAD_LETTER_REASON;
 use contracts::{AnyMessage, CommitStock, Envelope, MessageId, OrderId, Service};
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::types::AMQPValue;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use outbox::{
     Broker, ConsumerConfig, ConsumerRunner, ConsumerStats, Handler, HandlerError, OutboxPublisher,
@@ -231,6 +231,39 @@ impl Fixture {
         let committed = transaction.commit().await.is_ok();
         self.signal.wake();
         committed
+    }
+
+    /// Stops the fixture's relays and consumers and checks that `service`'s queues are left
+    /// empty: a delivery a consumer held without acknowledging would come back to its queue.
+    pub async fn stop_and_expect_nothing_unacknowledged(&self, service: Service) {
+        self.shutdown.cancel();
+        let (connection, channel) = self.channel_as(Who::Admin).await;
+        eventually(
+            "the consumer is gone and left nothing behind",
+            Duration::from_secs(30),
+            || async {
+                let (mut consumers, mut messages) = (0, 0);
+                for queue in service.queues() {
+                    let state = channel
+                        .queue_declare(
+                            queue.as_str().into(),
+                            QueueDeclareOptions {
+                                passive: true,
+                                ..QueueDeclareOptions::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                        .unwrap();
+                    consumers += state.consumer_count();
+                    messages += state.message_count();
+                }
+                assert_eq!(messages, 0, "deliveries came back unacknowledged");
+                consumers == 0
+            },
+        )
+        .await;
+        connection.close(200, "checked".into()).await.unwrap();
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
