@@ -118,27 +118,30 @@ pub async fn maintain<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     let due = db
         .query_all_raw(Statement::from_string(DbBackend::Postgres, TABLES_DUE))
         .await?;
-    let mut queue_tables_due = false;
+    // The queue tables that were not due, vacuumed without an analyse.
+    let mut vacuum_only = QUEUE_TABLES.to_vec();
     for row in due {
         let table: String = row.try_get_by_index(0)?;
-        let queue_table: bool = row.try_get_by_index(1)?;
-        queue_tables_due |= queue_table;
+        let name: String = row.try_get_by_index(1)?;
+        vacuum_only.retain(|queue_table| *queue_table != name);
         // The name comes quoted from `format('%I.%I')`.
         db.execute_unprepared(&format!("VACUUM (ANALYZE, SKIP_LOCKED) {table}"))
             .await?;
     }
-    if !queue_tables_due {
-        db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox_messages, processed_messages")
+    if !vacuum_only.is_empty() {
+        db.execute_unprepared(&format!("VACUUM (SKIP_LOCKED) {}", vacuum_only.join(", ")))
             .await?;
     }
     Ok(())
 }
 
+/// The queue tables, vacuumed every round.
+const QUEUE_TABLES: [&str; 2] = ["outbox_messages", "processed_messages"];
+
 /// The tables this role may vacuum (it owns them) in its search path that autovacuum's default
-/// thresholds call due, each with whether it is one of the queue tables.
+/// thresholds call due: the quoted, qualified name and the bare one.
 const TABLES_DUE: &str = "
-    SELECT format('%I.%I', stats.schemaname, stats.relname),
-           stats.relname IN ('outbox_messages', 'processed_messages')
+    SELECT format('%I.%I', stats.schemaname, stats.relname), stats.relname::text
     FROM pg_stat_user_tables stats
     JOIN pg_class class ON class.oid = stats.relid
     WHERE stats.schemaname = ANY (current_schemas(false))
